@@ -1,0 +1,107 @@
+"""Overhead of mfotel on a wide flow, against telemetry off and Metaflow's built-in tracing.
+
+WideFlow (16 foreach tasks x 20 lines, --max-workers 2) runs ROUNDS times in each mode,
+interleaved so drift hits every mode alike. CPU is the user+system time of every process
+the run made: this script becomes a child subreaper, so processes that outlive their parent
+(mfotel's log tee) are reaped, and counted, here too. Prints medians and the ratios against
+the "off" baseline measured in the same script.
+
+    python benchmarks/bench_overhead.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mfotel.testing import OTLPReceiver
+
+FLOW = Path(__file__).with_name("wide_flow.py")
+TASKS = 16 + 3
+LINES = 16 * 20
+
+
+def _become_subreaper() -> None:
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(env: dict[str, str]) -> tuple[float, float]:
+    workdir = tempfile.mkdtemp(prefix="mfotel-bench-")
+    try:
+        cpu0, wall0 = _children_cpu(), time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(FLOW), "run", "--max-workers", "2"],
+            cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wall = time.perf_counter() - wall0
+        _reap_all()
+        return wall, _children_cpu() - cpu0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    _become_subreaper()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MFOTEL_", "MF_"))}
+    base.setdefault("USER", "bench")
+    with OTLPReceiver(grpc=False, http=True) as rx:
+        modes = {
+            "off": dict(base),
+            "builtin": dict(
+                base,
+                METAFLOW_OTEL_ENDPOINT=rx.http_endpoint + "/v1/traces",
+                METAFLOW_SERVICE_AUTH_KEY="bench",
+            ),
+            "mfotel": dict(base, MF_TRACING="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=rx.http_endpoint),
+        }
+        results: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+        run_once(modes["off"])  # warm the filesystem and bytecode caches
+        names = list(modes)
+        for index in range(rounds):
+            order = names[index % 3 :] + names[: index % 3]
+            for mode in order:
+                if mode == "mfotel":
+                    rx.clear()
+                results[mode].append(run_once(modes[mode]))
+                if mode == "mfotel":
+                    logs = len(rx.logs())
+                    spans = len(rx.spans())
+                    assert logs >= LINES, f"mfotel round {index}: {logs} log records < {LINES}"
+                    assert spans >= TASKS + 1, f"mfotel round {index}: {spans} spans"
+    print(f"WideFlow, 16 tasks x 20 lines, --max-workers 2, {rounds} rounds, {os.cpu_count()} cores")
+    print(f"{'mode':<10}{'wall s':>10}{'cpu s':>10}{'wall x':>10}{'cpu x':>10}")
+    off_wall = statistics.median(w for w, _ in results["off"])
+    off_cpu = statistics.median(c for _, c in results["off"])
+    for mode, samples in results.items():
+        wall = statistics.median(w for w, _ in samples)
+        cpu = statistics.median(c for _, c in samples)
+        print(f"{mode:<10}{wall:>10.2f}{cpu:>10.2f}{wall / off_wall:>10.3f}{cpu / off_cpu:>10.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Sending encoded OTLP requests, off everyone's critical path, spooling what cannot go.
+
+The exporter owns one worker thread and a bounded queue of encoded requests. A request that
+fails (after a few quick retries, honouring Retry-After) goes to the spool, and the
+exporter backs off: while the collector is down, requests go straight to the spool without
+a network attempt, and after the back-off one request probes again. Once a probe succeeds the
+requests this process spooled are sent too. One warning line says when telemetry starts
+being spooled; ``mfotel replay`` sends the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from mfotel._internal.agent.spool import Spool
+from mfotel._internal.otlp.config import ConfigError, resolve_target
+from mfotel._internal.otlp.transport import SendResult, Transport, make_transport
+
+QUICK_RETRIES = (0.1, 0.4)
+MAX_BACKOFF_S = 30.0
+QUEUE_LIMIT = 2048
+
+
+@dataclass
+class Request:
+    signal: str
+    payload: bytes
+    records: int
+
+
+class Exporter:
+    def __init__(
+        self,
+        spool: Spool,
+        environ: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self._spool = spool
+        self._environ = dict(os.environ if environ is None else environ)
+        self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._queue: queue.Queue[Request | None] = queue.Queue(QUEUE_LIMIT)
+        self._transports: dict[str, Transport] = {}
+        self._down_until = 0.0
+        self._backoff = 1.0
+        self._warned = False
+        self._config_errors: dict[str, str] = {}
+        self._deadline: float | None = None
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name="mfotel-exporter", daemon=True)
+        self._thread.start()
+
+    def submit(self, signal: str, payload: bytes, records: int) -> None:
+        try:
+            self._queue.put_nowait(Request(signal, payload, records))
+        except queue.Full:
+            self._to_spool(Request(signal, payload, records), "the export queue is full")
+
+    def shutdown(self, timeout_s: float) -> None:
+        """Send what is queued until ``timeout_s`` has passed, then spool the rest."""
+        self._deadline = time.monotonic() + timeout_s
+        self._queue.put(None)
+        self._thread.join(timeout_s + 1.0)
+        while True:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if request is not None:
+                self._to_spool(request, "time ran out at the end of the run")
+        for transport in self._transports.values():
+            transport.close()
+
+    # -- worker ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            request = self._queue.get()
+            if request is None:
+                return
+            try:
+                self._send(request)
+            except Exception as exc:  # never let the worker die
+                self._to_spool(request, f"unexpected error: {exc}")
+
+    def _send(self, request: Request) -> None:
+        now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline:
+            self._to_spool(request, "time ran out at the end of the run")
+            return
+        if now < self._down_until:
+            self._to_spool(request, None)
+            return
+        transport = self._transport(request.signal)
+        if transport is None:
+            self._to_spool(request, self._config_errors[request.signal])
+            return
+        result = self._attempt(transport, request.payload)
+        if result.ok:
+            self._count(request.signal, "exported", request.records)
+            if self._down_until or self._warned:
+                self._recovered()
+            return
+        self._down_until = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+        self._to_spool(request, result.detail)
+
+    def _attempt(self, transport: Transport, payload: bytes) -> SendResult:
+        result = transport.send(payload, self._send_deadline())
+        for pause in QUICK_RETRIES:
+            if result.ok or not result.retryable:
+                break
+            wait = result.retry_after_s if result.retry_after_s is not None else pause
+            if time.monotonic() + wait >= self._send_deadline():
+                break
+            time.sleep(min(wait, 5.0))
+            result = transport.send(payload, self._send_deadline())
+        return result
+
+    def _send_deadline(self) -> float:
+        far = time.monotonic() + 3600.0
+        return far if self._deadline is None else min(far, self._deadline)
+
+    def _transport(self, signal: str) -> Transport | None:
+        if signal in self._config_errors:
+            return None
+        transport = self._transports.get(signal)
+        if transport is None:
+            try:
+                transport = make_transport(resolve_target(signal, self._environ))  # type: ignore[arg-type]
+            except ConfigError as exc:
+                self._config_errors[signal] = str(exc)
+                self._warn(f"mfotel: {exc}")
+                return None
+            self._transports[signal] = transport
+        return transport
+
+    def _recovered(self) -> None:
+        self._down_until = 0.0
+        self._backoff = 1.0
+        for claimed in self._spool.claim_all(owner_pid=os.getpid()):
+            with open(claimed.path, "rb") as handle:
+                payload = handle.read()
+            transport = self._transport(claimed.signal)
+            if transport is None or not transport.send(payload, self._send_deadline()).ok:
+                claimed.release()
+                return
+            records = self._spool.records_in(claimed.original)
+            self._count(claimed.signal, "spooled", -records)
+            self._count(claimed.signal, "exported", records)
+            claimed.done()
+
+    def _to_spool(self, request: Request, reason: str | None) -> None:
+        if self._spool.put(request.signal, request.payload, request.records):
+            self._count(request.signal, "spooled", request.records)
+            if not self._warned and reason is not None:
+                self._warned = True
+                self._warn(
+                    f"mfotel: telemetry is spooled to {self._spool.folder} ({reason}); "
+                    "run `mfotel replay` once a collector answers"
+                )
+        else:
+            self._count(request.signal, "dropped", request.records)
+            if not self._warned or self._spool.dropped_records == request.records:
+                self._warned = True
+                self._warn(
+                    f"mfotel: the spool at {self._spool.folder} is full or not writable; "
+                    "telemetry is being dropped (raise MFOTEL_SPOOL_MAX_MB or free the disk)"
+                )
+
+    def _count(self, signal: str, outcome: str, records: int) -> None:
+        with self._lock:
+            self.counts[(signal, outcome)] += records

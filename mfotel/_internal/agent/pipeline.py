@@ -1,0 +1,282 @@
+"""The agent's core: messages in, batches of spans, log records and metrics out.
+
+Messages are the JSON objects processes send (see :mod:`mfotel._internal.hooks`); each
+carries a ``ctx`` naming its trace, its span (the task attempt's, or the run's) and the
+identity to stamp on what it produced. The pipeline keeps no more state than it must: open
+spans and their events, log records waiting for the next batch, the metric aggregates, and
+the line ids already handled per attempt (so a line is never exported twice, whichever way
+it arrives: live, from the spool inbox, or from Metaflow's persisted log).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Mapping, Protocol
+
+from mfotel import __version__
+from mfotel._internal.model import (
+    LogRecord,
+    ResourceLogs,
+    ResourceMetrics,
+    ResourceSpans,
+    Scope,
+    Span,
+)
+from mfotel.logs._records import make_record
+from mfotel.metrics._aggregate import Aggregator
+from mfotel.traces._spans import Assembler
+
+SCOPE = Scope("mfotel", __version__)
+MAX_BATCH = 1024
+ORPHAN_GRACE_NS = 2_000_000_000
+MAX_TRACKED_ATTEMPTS = 10_000
+
+
+class Sink(Protocol):
+    def spans(self, batches: list[ResourceSpans]) -> None: ...
+    def logs(self, batches: list[ResourceLogs]) -> None: ...
+    def metrics(self, batches: list[ResourceMetrics]) -> None: ...
+    def close(self, timeout_s: float) -> None: ...
+
+
+@dataclass
+class _Context:
+    resource_key: Hashable
+    resource: Mapping[str, Any]
+    attrs: Mapping[str, Any]
+    trace_id: bytes
+    span_id: bytes
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sink: Sink,
+        export_interval_s: float = 0.2,
+        metric_interval_s: float = 10.0,
+        extra_metrics: Callable[[], list[tuple[str, str, float, Mapping[str, Any]]]] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.export_interval_s = export_interval_s
+        self.metric_interval_s = metric_interval_s
+        self.extra_metrics = extra_metrics
+        self.assembler = Assembler()
+        self.aggregator = Aggregator()
+        self._contexts: OrderedDict[str, _Context] = OrderedDict()
+        self._resources: dict[Hashable, Mapping[str, Any]] = {}
+        self._spans: list[tuple[Hashable, Span]] = []
+        self._logs: list[tuple[Hashable, LogRecord]] = []
+        self._seen: OrderedDict[str, set[str]] = OrderedDict()
+        self._last_flush = time.monotonic()
+        self._last_metrics = time.monotonic()
+        self.run_ended = False
+        self.logs_closed: list[Mapping[str, Any]] = []
+
+    # -- input ----------------------------------------------------------------------------
+
+    def handle(self, message: Mapping[str, Any], conn: int) -> None:
+        kind = message.get("t")
+        ctx = message.get("ctx")
+        if not isinstance(ctx, Mapping) or "sid" not in ctx:
+            return
+        if kind == "log":
+            self._log_lines(ctx, message.get("lines") or (), "task")
+        elif kind == "event":
+            if not self.assembler.event(ctx, message):
+                self._late_event(ctx, message)
+        elif kind == "metric":
+            context = self._context(ctx)
+            self.aggregator.record(
+                str(message.get("kind")),
+                str(message.get("name")),
+                float(message.get("value", 0)),
+                int(message.get("time_ns", 0)),
+                context.resource_key,
+                context.attrs,
+            )
+        elif kind == "start":
+            self._context(ctx)
+            self.assembler.started(ctx, message, conn)
+        elif kind == "end":
+            context = self._context(ctx)
+            span = self.assembler.ended_span(ctx, message)
+            if span is not None:
+                self._spans.append((context.resource_key, span))
+        elif kind == "logs_closed":
+            self.logs_closed.append(ctx)
+        elif kind == "run_end":
+            self.run_ended = True
+        if len(self._logs) + len(self._spans) >= MAX_BATCH:
+            self.flush()
+
+    def closed(self, conn: int) -> None:
+        self.assembler.orphan(conn, time.time_ns())
+
+    def add_persisted_lines(
+        self, ctx: Mapping[str, Any], lines: list[tuple[str, int, str, str, str]]
+    ) -> int:
+        """Lines read back from Metaflow's persisted log: (uid, time_ns, stream, source, text)."""
+        before = len(self._logs)
+        context = self._context(ctx)
+        seen = self._seen_for(str(ctx["sid"]))
+        observed = time.time_ns()
+        for uid, time_ns, stream, source, text in lines:
+            if uid in seen:
+                continue
+            seen.add(uid)
+            record = make_record(
+                uid, time_ns, stream, text, source, context.attrs,
+                context.trace_id, context.span_id, observed,
+            )
+            self._logs.append((context.resource_key, record))
+        return len(self._logs) - before
+
+    # -- output ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for ctx, span in self.assembler.reap_orphans(time.time_ns() - ORPHAN_GRACE_NS, 0):
+            self._spans.append((self._context(ctx).resource_key, span))
+        if now - self._last_flush >= self.export_interval_s:
+            self.flush()
+        if now - self._last_metrics >= self.metric_interval_s:
+            self.flush_metrics()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._spans:
+            spans, self._spans = self._spans, []
+            self.sink.spans(
+                [ResourceSpans(self._resources[k], SCOPE, v) for k, v in _group(spans).items()]
+            )
+        if self._logs:
+            logs, self._logs = self._logs, []
+            self.sink.logs(
+                [ResourceLogs(self._resources[k], SCOPE, v) for k, v in _group(logs).items()]
+            )
+
+    def flush_metrics(self) -> None:
+        self._last_metrics = time.monotonic()
+        if self.extra_metrics is not None:
+            for kind, name, value, attrs in self.extra_metrics():
+                self.aggregator.record(kind, name, value, time.time_ns(), "_agent", attrs)
+            self._resources.setdefault("_agent", self._agent_resource())
+        if not len(self.aggregator):
+            return
+        collected = self.aggregator.collect(time.time_ns())
+        self.sink.metrics(
+            [ResourceMetrics(self._resources[k], SCOPE, v) for k, v in collected.items()]
+        )
+
+    def finish(self) -> None:
+        """End of the run: end what was left open, send everything."""
+        for ctx, span in self.assembler.reap_orphans(time.time_ns() + 1, 0):
+            self._spans.append((self._context(ctx).resource_key, span))
+        for sid, event in self.assembler.leftover_events():
+            context = self._contexts.get(sid)
+            if context is not None:
+                self._logs.append((context.resource_key, _event_record(context, event)))
+        self.flush()
+        self.flush_metrics()
+
+    # -- machinery --------------------------------------------------------------------------
+
+    def _context(self, ctx: Mapping[str, Any]) -> _Context:
+        sid = str(ctx["sid"])
+        context = self._contexts.get(sid)
+        if context is None:
+            resource = ctx.get("res") or {}
+            key = json.dumps(resource, sort_keys=True, default=str)
+            self._resources.setdefault(key, resource)
+            context = _Context(
+                key,
+                resource,
+                ctx.get("attrs") or {},
+                bytes.fromhex(str(ctx.get("tid", ""))),
+                bytes.fromhex(sid),
+            )
+            self._contexts[sid] = context
+            if len(self._contexts) > MAX_TRACKED_ATTEMPTS:
+                self._contexts.popitem(last=False)
+        return context
+
+    def _seen_for(self, sid: str) -> set[str]:
+        seen = self._seen.get(sid)
+        if seen is None:
+            seen = self._seen[sid] = set()
+            if len(self._seen) > MAX_TRACKED_ATTEMPTS:
+                self._seen.popitem(last=False)
+        return seen
+
+    def _log_lines(self, ctx: Mapping[str, Any], lines: Any, source: str) -> None:
+        context = self._context(ctx)
+        seen = self._seen_for(str(ctx["sid"]))
+        observed = time.time_ns()
+        for line in lines:
+            try:
+                uid, time_ns, stream, text = line[0], int(line[1]), line[2], line[3]
+            except (IndexError, TypeError, ValueError):
+                continue
+            if uid in seen:
+                continue
+            seen.add(uid)
+            self._logs.append(
+                (
+                    context.resource_key,
+                    make_record(
+                        str(uid), time_ns, str(stream), str(text), source, context.attrs,
+                        context.trace_id, context.span_id, observed,
+                    ),
+                )
+            )
+
+    def _late_event(self, ctx: Mapping[str, Any], message: Mapping[str, Any]) -> None:
+        from mfotel._internal.model import SpanEvent
+        from mfotel.events._attributes import flatten
+
+        context = self._context(ctx)
+        event = SpanEvent(
+            str(message.get("name", "event")),
+            int(message.get("time_ns", 0)),
+            flatten(message.get("payload") or {}),
+        )
+        self._logs.append((context.resource_key, _event_record(context, event)))
+
+    @staticmethod
+    def _agent_resource() -> Mapping[str, Any]:
+        import os
+        import socket
+
+        return {
+            "service.name": os.environ.get("OTEL_SERVICE_NAME", "metaflow") or "metaflow",
+            "telemetry.sdk.name": "mfotel",
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.version": __version__,
+            "host.name": socket.gethostname(),
+        }
+
+
+def _event_record(context: _Context, event: Any) -> LogRecord:
+    """An event whose span is gone travels as a log record with ``event.name``."""
+    attributes = dict(context.attrs)
+    attributes.update(event.attributes)
+    return LogRecord(
+        time_ns=event.time_ns,
+        observed_ns=time.time_ns(),
+        body=event.name,
+        attributes=attributes,
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        flags=1,
+        event_name=event.name,
+    )
+
+
+def _group(items: list[tuple[Hashable, Any]]) -> dict[Hashable, list[Any]]:
+    grouped: dict[Hashable, list[Any]] = {}
+    for key, item in items:
+        grouped.setdefault(key, []).append(item)
+    return grouped

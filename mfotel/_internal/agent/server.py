@@ -1,0 +1,188 @@
+"""The per-run agent process: a Unix-socket server feeding the pipeline.
+
+One thread multiplexes every connection with ``selectors`` and runs the pipeline; the
+exporter's own thread does the network. The agent ends when the runtime has said the run
+ended and closed its connection, or when the runtime process is gone; it then reads the
+attempts' persisted logs one last time, flushes, gives the exporter
+``MFOTEL_SHUTDOWN_TIMEOUT_MS`` to send, and spools what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+from typing import Any
+
+from mfotel._internal.agent.pipeline import Pipeline
+from mfotel._internal.agent.spool import Spool
+from mfotel.logs._persisted import Sweeper
+
+TICK_S = 0.05
+INBOX_EVERY_S = 1.0
+MAX_LINE = 64 * 1024 * 1024
+
+
+class _Conn:
+    __slots__ = ("buffer", "id", "role", "sock")
+
+    def __init__(self, sock: socket.socket, conn_id: int) -> None:
+        self.sock = sock
+        self.id = conn_id
+        self.buffer = b""
+        self.role = ""
+
+
+class Agent:
+    def __init__(
+        self,
+        socket_path: str,
+        pipeline: Pipeline,
+        spool: Spool,
+        parent_pid: int | None,
+        debug: bool = False,
+    ) -> None:
+        self.pipeline = pipeline
+        self.spool = spool
+        self.parent_pid = parent_pid
+        self.debug = debug
+        self.sweeper = Sweeper()
+        self.selector = selectors.DefaultSelector()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.unlink(socket_path)
+        except OSError:
+            pass
+        self.listener.bind(socket_path)
+        os.chmod(socket_path, 0o600)
+        self.listener.listen(256)
+        self.listener.setblocking(False)
+        self.socket_path = socket_path
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self._next_id = 0
+        self._runtime_conns: set[int] = set()
+        self._runtime_seen = False
+        self._last_inbox = 0.0
+
+    def serve(self) -> None:
+        try:
+            while not self._done():
+                for key, _ in self.selector.select(TICK_S):
+                    if key.data is None:
+                        self._accept()
+                    else:
+                        self._read(key.data)
+                self._tick()
+        finally:
+            self.selector.close()
+            self.listener.close()
+            try:
+                os.unlink(self.socket_path)
+            except OSError:
+                pass
+        self._ingest_inbox()
+        for ctx, lines in self.sweeper.due(final=True):
+            self.pipeline.add_persisted_lines(ctx, lines)
+        self.pipeline.finish()
+
+    # -- machinery ----------------------------------------------------------------------------
+
+    def _done(self) -> bool:
+        if self.pipeline.run_ended and self._runtime_seen and not self._runtime_conns:
+            return True
+        return self.parent_pid is not None and not _alive(self.parent_pid)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            self._next_id += 1
+            self.selector.register(sock, selectors.EVENT_READ, _Conn(sock, self._next_id))
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            chunk = conn.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._close(conn)
+            return
+        data = conn.buffer + chunk
+        lines = data.split(b"\n")
+        conn.buffer = lines.pop()
+        if len(conn.buffer) > MAX_LINE:
+            conn.buffer = b""
+        for line in lines:
+            self._dispatch(line, conn)
+
+    def _dispatch(self, line: bytes, conn: _Conn | None) -> None:
+        try:
+            message: Any = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        kind = message.get("t")
+        if kind == "hello" and conn is not None:
+            conn.role = str(message.get("role", ""))
+            if conn.role == "runtime":
+                self._runtime_conns.add(conn.id)
+                self._runtime_seen = True
+            return
+        try:
+            self.pipeline.handle(message, conn.id if conn is not None else 0)
+        except Exception as exc:  # one bad message must not stop the agent
+            if self.debug:
+                print(f"mfotel agent: dropped a message: {exc!r}", file=sys.stderr)
+            return
+        if kind == "start" and "ds" in message:
+            self.sweeper.remember_root(str(message["sid"]), message["ds"])
+        elif kind == "logs_closed" or (kind == "end" and message.get("tee") is False):
+            self.sweeper.schedule(message["ctx"])
+
+    def _close(self, conn: _Conn) -> None:
+        # A partial last line means the sender spooled that message whole; drop our half.
+        self.selector.unregister(conn.sock)
+        conn.sock.close()
+        self._runtime_conns.discard(conn.id)
+        self.pipeline.closed(conn.id)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_inbox >= INBOX_EVERY_S:
+            self._last_inbox = now
+            self._ingest_inbox()
+        for ctx, lines in self.sweeper.due():
+            self.pipeline.add_persisted_lines(ctx, lines)
+        self.pipeline.tick()
+
+    def _ingest_inbox(self) -> None:
+        for path in self.spool.claim_inbox():
+            try:
+                with open(path, "rb") as handle:
+                    for line in handle:
+                        self._dispatch(line.rstrip(b"\n"), None)
+            except OSError:
+                continue
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

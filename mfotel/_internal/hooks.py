@@ -1,0 +1,521 @@
+"""What ``metaflow.tracing`` becomes when ``MF_TRACING`` is on.
+
+Metaflow already calls these functions in the right places: ``cli`` wraps the ``run``,
+``resume`` and ``step`` commands (so the runtime and every task process pass through here),
+``inject_tracing_vars`` fills the environment of every task, sidecar and subprocess it
+launches, ``post_fork`` runs in every ``parallel_map`` child. None of them touches the
+network or imports OpenTelemetry: each process only writes small JSON messages to the run's
+agent (see :mod:`mfotel._internal.ipc`), which assembles and exports them.
+
+Trace shape: one trace per run, a root span ``RUN <Flow>`` made by the runtime process, one
+span per task attempt (named after the step) made by the task process, ``parallel_map``
+forks and :func:`traced` blocks as children of the attempt. Ids of a run's root derive from
+the flow name and run id, so every process (and later tools) can name the run's trace
+without being told: ``root_context(flow, run_id)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any, Callable, Iterator, Mapping, MutableMapping, TypeVar
+
+from mfotel import settings
+from mfotel._internal import identity, paths
+from mfotel._internal.ipc import AgentClient, socket_dir
+from mfotel.traces._propagation import (
+    SpanContext,
+    extract,
+    inject,
+    new_span_id,
+    parse_propagators,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ENV_SOCKET = "MFOTEL_AGENT_SOCKET"
+ENV_SPOOL = "MFOTEL_SPOOL_DIR"
+ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
+SPAN_KIND_INTERNAL = 1
+SPAN_KIND_SERVER = 2
+RUN_COMMANDS = ("cli/run", "cli/resume")
+
+
+def warn(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def root_context(flow_name: str, run_id: str, parent: SpanContext | None = None) -> SpanContext:
+    """The run's root span context: derived from its identity, inside ``parent``'s trace."""
+    digest = hashlib.sha256(f"mfotel\0{flow_name}\0{run_id}".encode()).digest()
+    if parent is not None:
+        return SpanContext(parent.trace_id, digest[16:24], parent.sampled, parent.trace_state)
+    return SpanContext(digest[:16], digest[16:24])
+
+
+def _propagators() -> tuple[str, ...]:
+    return parse_propagators(os.environ.get("OTEL_PROPAGATORS"))
+
+
+def _exception_info(exc: BaseException) -> dict[str, str]:
+    return {
+        "type": type(exc).__module__ + "." + type(exc).__qualname__
+        if type(exc).__module__ not in ("builtins", "__main__")
+        else type(exc).__qualname__,
+        "message": str(exc),
+        "stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def _failed(exc: BaseException | None) -> bool:
+    if exc is None:
+        return False
+    return not (isinstance(exc, SystemExit) and exc.code in (0, None))
+
+
+class _Scope:
+    """One process's telemetry context: who it is and where its messages go."""
+
+    def __init__(self, client: AgentClient, context: SpanContext, ctx: dict[str, Any]) -> None:
+        self.client = client
+        self.context = context
+        self.ctx = ctx
+        self.ctx_json = json.dumps(ctx, separators=(",", ":"), default=str).encode()
+
+    def send(self, kind: str, body: dict[str, Any]) -> None:
+        body["t"] = kind
+        body["ctx"] = self.ctx
+        self.client.send(body)
+
+    def span_end(
+        self,
+        name: str,
+        context: SpanContext,
+        parent_span_id: bytes,
+        start_ns: int,
+        exc: BaseException | None,
+        kind: int = SPAN_KIND_INTERNAL,
+        attrs: Mapping[str, Any] | None = None,
+        links: list[dict[str, str]] | None = None,
+        tee: bool | None = None,
+    ) -> None:
+        body: dict[str, Any] = {
+            "sid": context.span_id.hex(),
+            "psid": parent_span_id.hex(),
+            "name": name,
+            "kind": kind,
+            "start_ns": start_ns,
+            "end_ns": time.time_ns(),
+            "sampled": context.sampled,
+            "attrs": dict(attrs or {}),
+        }
+        if links:
+            body["links"] = links
+        if tee is not None:
+            body["tee"] = tee
+        if _failed(exc):
+            assert exc is not None
+            body["status"] = 2
+            body["msg"] = str(exc) or type(exc).__name__
+            body["exc"] = _exception_info(exc)
+        self.send("end", body)
+
+
+class _Run:
+    """The runtime process of ``run`` or ``resume``: starts the agent, owns the root span."""
+
+    def __init__(self, command: str, obj: Any, kwargs: Mapping[str, Any]) -> None:
+        self.command = command
+        self.start_ns = time.time_ns()
+        self.flow_name = str(getattr(getattr(obj, "flow", None), "name", "") or "")
+        self.parent, self.baggage = extract(os.environ, _propagators())
+        self.mode = settings.tracing_mode()
+        self.spool_dir = _spool_dir(obj)
+        self.socket_path = os.path.join(socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock")
+        self.agent = _start_agent(self.socket_path, self.spool_dir, self.mode)
+        self.client = AgentClient(self.socket_path, self.spool_dir, "runtime")
+        self.tags = identity.clean_tags(kwargs.get("tags") or (), warn)
+        self.tags += [t for t in identity.extra_tags(os.environ, warn) if t not in self.tags]
+        self.origin_run_id = self._origin(obj, kwargs) if command == "cli/resume" else None
+        self.run_id: str | None = None
+        self.scope: _Scope | None = None
+        self.pending_events: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _origin(obj: Any, kwargs: Mapping[str, Any]) -> str | None:
+        origin = kwargs.get("origin_run_id")
+        if origin:
+            return str(origin)
+        try:
+            from metaflow.util import get_latest_run_id
+
+            latest = get_latest_run_id(lambda *a, **k: None, obj.flow.name)
+            return str(latest) if latest else None
+        except Exception:
+            return None
+
+    def started(self, run_id: str | None) -> _Scope | None:
+        if self.scope is None and run_id:
+            self.run_id = str(run_id)
+            context = root_context(self.flow_name, self.run_id, self.parent)
+            user = os.environ.get("METAFLOW_USER") or _username()
+            resource = identity.resource_attributes(
+                self.flow_name, self.run_id, user, self.tags, os.environ
+            )
+            ctx = {"tid": context.trace_id.hex(), "sid": context.span_id.hex(), "res": resource}
+            self.scope = _Scope(self.client, context, ctx)
+            self.scope.send(
+                "start",
+                {
+                    "sid": context.span_id.hex(),
+                    "name": f"RUN {self.flow_name}",
+                    "kind": SPAN_KIND_SERVER,
+                    "start_ns": self.start_ns,
+                    "root": True,
+                },
+            )
+            for event in self.pending_events:
+                self.scope.send("event", event)
+            self.pending_events.clear()
+        return self.scope
+
+    def inject(self, env: MutableMapping[str, str]) -> None:
+        scope = self.started(env.get("METAFLOW_RUN_ID") or _current_run_id())
+        if scope is not None:
+            inject(scope.context, self.baggage, _propagators(), env)
+        env[ENV_SOCKET] = self.socket_path
+        env[ENV_SPOOL] = self.spool_dir
+        env[ENV_LAUNCH] = str(time.time_ns())
+
+    def event(self, body: dict[str, Any]) -> None:
+        scope = self.started(_current_run_id())
+        if scope is None:
+            self.pending_events.append(body)
+        else:
+            scope.send("event", body)
+
+    def finish(self, exc: BaseException | None) -> None:
+        scope = self.started(_current_run_id() or self.run_id)
+        if scope is None:
+            # The run never got an id (it failed before starting); it still gets a span.
+            scope = self.started(f"unstarted-{os.getpid()}-{self.start_ns}")
+        assert scope is not None
+        if exc is None or not _failed(exc):
+            result = "success"
+        elif isinstance(exc, KeyboardInterrupt):
+            result = "cancellation"
+        elif type(exc).__name__ == "TaskFailed":
+            result = "failure"
+        else:
+            result = "error"
+        links = []
+        if self.origin_run_id:
+            origin = root_context(self.flow_name, self.origin_run_id)
+            links.append(
+                {
+                    "tid": origin.trace_id.hex(),
+                    "sid": origin.span_id.hex(),
+                    "metaflow.run.id": self.origin_run_id,
+                }
+            )
+        scope.span_end(
+            f"RUN {self.flow_name}",
+            scope.context,
+            self.parent.span_id if self.parent else b"",
+            self.start_ns,
+            exc,
+            kind=SPAN_KIND_SERVER,
+            attrs={"cicd.pipeline.result": result, "metaflow.command": self.command[4:]},
+            links=links,
+        )
+        scope.send("run_end", {})
+        self.client.close(timeout_s=1.0)
+        timeout = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0 + 1.0
+        if self.agent is not None:
+            try:
+                self.agent.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                warn(
+                    "mfotel: the exporter is still sending; it goes on in the background "
+                    f"(pid {self.agent.pid}) and spools what it cannot send"
+                )
+
+
+class _Task:
+    """A task process (one attempt) or a fork of one."""
+
+    def __init__(self, ctx: Any, kwargs: Mapping[str, Any]) -> None:
+        obj = getattr(ctx, "obj", None)
+        self.start_ns = int(os.environ.get(ENV_LAUNCH) or time.time_ns())
+        flow_name = str(getattr(getattr(obj, "flow", None), "name", "") or "")
+        run_id = str(kwargs.get("run_id"))
+        step_name = str(kwargs.get("step_name"))
+        task_id = str(kwargs.get("task_id"))
+        attempt = int(kwargs.get("retry_count") or 0)
+        parent, self.baggage = extract(os.environ, _propagators())
+        if parent is None:
+            # Launched by a scheduler that knows nothing of us: join the run's derived trace.
+            parent = root_context(flow_name, run_id)
+        self.parent_span_id = parent.span_id
+        self.context = SpanContext(parent.trace_id, new_span_id(), parent.sampled, parent.trace_state)
+        tags = identity.clean_tags(kwargs.get("opt_tag") or (), warn)
+        sys_tags = getattr(getattr(obj, "metadata", None), "sticky_sys_tags", None) or ()
+        tags += [t for t in identity.clean_tags(sys_tags) if t not in tags]
+        tags += [t for t in identity.extra_tags(os.environ) if t not in tags]
+        user = os.environ.get("METAFLOW_USER") or _username()
+        resource = identity.resource_attributes(flow_name, run_id, user, tags, os.environ)
+        attrs = identity.task_attributes(flow_name, run_id, step_name, task_id, attempt)
+        clone_of = kwargs.get("clone_only")
+        if clone_of:
+            attrs["metaflow.task.clone_of"] = str(clone_of)
+        self.name = step_name
+        self.socket_path = os.environ.get(ENV_SOCKET)
+        self.spool_dir = os.environ.get(ENV_SPOOL) or None
+        client = AgentClient(self.socket_path, self.spool_dir, "task")
+        ctx_body = {
+            "tid": self.context.trace_id.hex(),
+            "sid": self.context.span_id.hex(),
+            "res": resource,
+            "attrs": attrs,
+        }
+        self.scope = _Scope(client, self.context, ctx_body)
+        start: dict[str, Any] = {
+            "sid": self.context.span_id.hex(),
+            "psid": self.parent_span_id.hex(),
+            "name": step_name,
+            "kind": SPAN_KIND_INTERNAL,
+            "start_ns": self.start_ns,
+        }
+        flow_datastore = getattr(obj, "flow_datastore", None)
+        if getattr(flow_datastore, "TYPE", None) == "local":
+            # Lets the agent read this attempt's persisted log back when it ends.
+            start["ds"] = ["local", str(flow_datastore.datastore_root)]
+        self.scope.send("start", start)
+        self.current = self.context
+        inject(self.context, self.baggage, _propagators(), os.environ)
+        self.tee_pid: int | None = None
+        if settings.MFOTEL_CAPTURE_LOGS.get_bool():
+            from mfotel.logs import _tee
+
+            socket_path, spool_dir = self.socket_path, self.spool_dir
+            self.tee_pid = _tee.start(
+                lambda: AgentClient(socket_path, spool_dir, "tee"), self.scope.ctx_json
+            )
+
+    def finish(self, exc: BaseException | None) -> None:
+        result = "failure" if _failed(exc) else "success"
+        self.scope.span_end(
+            self.name,
+            self.context,
+            self.parent_span_id,
+            self.start_ns,
+            exc,
+            attrs={"cicd.pipeline.task.run.result": result},
+            tee=self.tee_pid is not None,
+        )
+        self.scope.client.close(timeout_s=1.0)
+
+    @contextlib.contextmanager
+    def child_span(self, name: str, attrs: Mapping[str, Any] | None = None) -> Iterator[None]:
+        parent = self.current
+        context = SpanContext(parent.trace_id, new_span_id(), parent.sampled, parent.trace_state)
+        self.current = context
+        start_ns = time.time_ns()
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.current = parent
+            self.scope.span_end(name, context, parent.span_id, start_ns, error, attrs=attrs)
+
+
+_run: _Run | None = None
+_task: _Task | None = None
+
+
+def _username() -> str | None:
+    try:
+        from metaflow.util import get_username
+
+        name = get_username()
+        return str(name) if name else None
+    except Exception:
+        return None
+
+
+def _current_run_id() -> str | None:
+    module = sys.modules.get("metaflow.metaflow_current")
+    current = getattr(module, "current", None)
+    try:
+        run_id = getattr(current, "run_id", None)
+    except Exception:
+        return None
+    return str(run_id) if run_id else None
+
+
+def _spool_dir(obj: Any) -> str:
+    impl = getattr(obj, "datastore_impl", None)
+    local_root = getattr(impl, "datastore_root", None) if getattr(impl, "TYPE", None) == "local" else None
+    return paths.spool_dir(os.environ, local_root)
+
+
+def _start_agent(socket_path: str, spool_dir: str, mode: str) -> subprocess.Popen[bytes] | None:
+    try:
+        os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mfotel._internal.agent",
+                "--socket",
+                socket_path,
+                "--spool-dir",
+                spool_dir,
+                "--parent-pid",
+                str(os.getpid()),
+                "--mode",
+                mode,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        warn(f"mfotel: could not start the exporter ({exc}); telemetry is spooled to {spool_dir}")
+        return None
+
+
+# -- the metaflow.tracing interface ------------------------------------------------------
+
+
+def init_tracing() -> None:
+    """Nothing to do: each process sets itself up in :func:`cli`."""
+
+
+def cli(name: str) -> Callable[[F], F]:
+    def wrap(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            global _run, _task
+            if name in RUN_COMMANDS and _run is None:
+                try:
+                    _run = _Run(name, args[0] if args else None, kwargs)
+                except Exception as exc:  # telemetry must never stop the run
+                    warn(f"mfotel: telemetry is off for this run: {exc}")
+                    return func(*args, **kwargs)
+                state: _Run | _Task = _run
+            elif name == "cli/step" and _task is None:
+                try:
+                    _task = _Task(args[0] if args else None, kwargs)
+                except Exception as exc:
+                    warn(f"mfotel: telemetry is off for this task: {exc}")
+                    return func(*args, **kwargs)
+                state = _task
+            else:
+                return func(*args, **kwargs)
+            error: BaseException | None = None
+            try:
+                return func(*args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                try:
+                    state.finish(error)
+                except Exception as exc:
+                    warn(f"mfotel: could not close telemetry cleanly: {exc}")
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
+
+
+@contextlib.contextmanager
+def post_fork() -> Iterator[None]:
+    if _task is None:
+        yield
+        return
+    with _task.child_span("parallel_map", {"process.pid": os.getpid()}):
+        yield
+    _task.scope.client.close(timeout_s=1.0)
+
+
+def inject_tracing_vars(env_dict: dict[str, str]) -> dict[str, str]:
+    try:
+        if _run is not None:
+            _run.inject(env_dict)
+        elif _task is not None:
+            inject(_task.current, _task.baggage, _propagators(), env_dict)
+    except Exception as exc:
+        warn(f"mfotel: could not pass the trace context on: {exc}")
+    return env_dict
+
+
+def get_trace_id() -> str:
+    if _task is not None:
+        return _task.current.trace_id.hex()
+    if _run is not None and _run.scope is not None:
+        return _run.scope.context.trace_id.hex()
+    return ""
+
+
+@contextlib.contextmanager
+def traced(name: str, attrs: Mapping[str, Any] | None = None) -> Iterator[None]:
+    if _task is None:
+        yield
+        return
+    with _task.child_span(name, attrs):
+        yield
+
+
+def tracing(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with traced(func.__name__):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- used by the monitor and event-logger plugins ---------------------------------------
+
+
+def emit_event(level: str, module: str, name: str, payload: Any) -> None:
+    body = {
+        "name": f"{module}.{name}" if module else name,
+        "time_ns": time.time_ns(),
+        "level": level,
+        "payload": payload if isinstance(payload, dict) else {"msg": payload},
+    }
+    try:
+        if _task is not None:
+            _task.scope.send("event", body)
+        elif _run is not None:
+            _run.event(body)
+    except Exception:
+        pass
+
+
+def emit_metric(kind: str, name: str, value: float) -> None:
+    body = {"kind": kind, "name": name, "value": value, "time_ns": time.time_ns()}
+    try:
+        if _task is not None:
+            _task.scope.send("metric", body)
+        elif _run is not None and _run.scope is not None:
+            _run.scope.send("metric", body)
+    except Exception:
+        pass

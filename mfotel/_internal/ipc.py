@@ -1,0 +1,213 @@
+"""The cheap path from a task process to the run's agent: JSON lines over a Unix socket.
+
+Every process of a run (the runtime, each task, its log tee, its forks) holds one
+:class:`AgentClient`. Sending never blocks the caller: the socket is non-blocking, what the
+kernel does not take at once waits in a bounded in-memory queue and goes with the next send,
+and whatever is still queued when the process closes the client (or what could never reach
+an agent at all) is appended to the spool's inbox, where the agent or ``mfotel replay``
+picks it up. A message is never split between the socket and the inbox: one that was only
+partly written is written whole to the inbox, and the agent drops the partial line it got.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+MAX_QUEUED_BYTES = 8 * 1024 * 1024
+RECONNECT_INTERVAL_S = 0.25
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def socket_dir() -> str:
+    """A short per-user folder for agent sockets (Unix socket paths are limited to ~100 bytes)."""
+    base = "/tmp" if os.path.isdir("/tmp") else os.path.realpath(os.environ.get("TMPDIR", "."))
+    return os.path.join(base, f"mfotel-{os.getuid()}")
+
+
+def inbox_dir(spool_dir: str) -> str:
+    return os.path.join(spool_dir, "inbox")
+
+
+class AgentClient:
+    """Sends messages (dicts) to the agent listening at ``path``; see the module docstring."""
+
+    def __init__(self, path: str | None, spool_dir: str | None, role: str) -> None:
+        self._path = path
+        self._spool_dir = spool_dir
+        self._role = role
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._sock: socket.socket | None = None
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._head_sent = 0  # bytes of _queue[0] already written to the socket
+        self._next_connect = 0.0
+        self._closed = False
+        if hasattr(os, "register_at_fork"):
+            # A lock held by another thread at fork time would stay held in the child.
+            os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
+
+    # -- public -------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            data = _DUMPS(message).encode("utf-8", "surrogatepass") + b"\n"
+        except (TypeError, ValueError):
+            return
+        self.send_raw(data)
+
+    def send_raw(self, data: bytes) -> None:
+        """Send one already-encoded JSON line (it must end with a newline)."""
+        with self._lock:
+            if os.getpid() != self._pid:
+                self._after_fork()
+            if self._closed:
+                self._spill([data])
+                return
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+            self._pump()
+            if self._queued_bytes > MAX_QUEUED_BYTES:
+                self._spill_queue()
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Deliver what is queued within ``timeout_s``, spool the rest, and close. Safe twice."""
+        with self._lock:
+            if os.getpid() != self._pid:
+                self._after_fork()
+            if self._closed:
+                return
+            deadline = time.monotonic() + timeout_s
+            while self._queue and time.monotonic() < deadline:
+                if self._sock is None:
+                    self._next_connect = 0.0
+                    if not self._connect():
+                        break
+                self._pump()
+                if self._queue and self._sock is not None:
+                    self._wait_writable(deadline)
+            self._spill_queue()
+            self._closed = True
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    # -- machinery ----------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        # The parent still owns its queue and its connection; the child starts afresh.
+        self._pid = os.getpid()
+        if self._sock is not None:
+            try:
+                self._sock.detach()
+            except OSError:
+                pass
+        self._sock = None
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._head_sent = 0
+        self._next_connect = 0.0
+        self._closed = False
+
+    def _connect(self) -> bool:
+        if self._path is None or time.monotonic() < self._next_connect:
+            return False
+        self._next_connect = time.monotonic() + RECONNECT_INTERVAL_S
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            return False
+        sock.setblocking(False)
+        self._sock = sock
+        hello = _DUMPS({"t": "hello", "role": self._role, "pid": self._pid}).encode() + b"\n"
+        self._queue.appendleft(hello)
+        self._queued_bytes += len(hello)
+        self._head_sent = 0
+        return True
+
+    def _pump(self) -> None:
+        if self._sock is None and not self._connect():
+            return
+        sock = self._sock
+        assert sock is not None
+        while self._queue:
+            head = self._queue[0]
+            try:
+                sent = sock.send(memoryview(head)[self._head_sent :])
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._drop_connection(exc)
+                return
+            self._head_sent += sent
+            if self._head_sent == len(head):
+                self._queue.popleft()
+                self._queued_bytes -= len(head)
+                self._head_sent = 0
+            else:
+                return
+
+    def _drop_connection(self, exc: OSError) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        # The agent drops a partial line at EOF, so the head goes again in full.
+        self._head_sent = 0
+        if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            self._next_connect = time.monotonic() + RECONNECT_INTERVAL_S
+
+    def _wait_writable(self, deadline: float) -> None:
+        import select
+
+        sock = self._sock
+        if sock is None:
+            return
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            select.select([], [sock], [], min(remaining, 0.05))
+        except (OSError, ValueError):
+            pass
+
+    def _spill_queue(self) -> None:
+        if not self._queue:
+            return
+        if self._head_sent and self._sock is not None:
+            # The agent has half of the head; closing makes it drop that half.
+            self._sock.close()
+            self._sock = None
+        self._spill(list(self._queue))
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._head_sent = 0
+
+    def _spill(self, chunks: list[bytes]) -> None:
+        chunks = [c for c in chunks if not c.startswith(b'{"t":"hello"')]
+        if not chunks or not self._spool_dir:
+            return
+        folder = inbox_dir(self._spool_dir)
+        name = f"{socket.gethostname()}-{self._pid}-{time.time_ns()}.jsonl"
+        try:
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, "." + name)
+            with open(tmp, "ab") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+            os.replace(tmp, os.path.join(folder, name))
+        except OSError:
+            pass  # a full or read-only disk must never fail the task

@@ -1,0 +1,23 @@
+"""The ``mfotel`` command. Each subcommand lives in its own module and stays thin."""
+
+from __future__ import annotations
+
+import click
+
+from mfotel import __version__
+from mfotel.cli.demo import demo
+from mfotel.cli.doctor import doctor
+from mfotel.cli.replay import replay
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mfotel")
+def main() -> None:
+    """OpenTelemetry for Metaflow: set MF_TRACING=otlp and run your flow as usual."""
+
+
+main.add_command(doctor)
+main.add_command(replay)
+main.add_command(demo)

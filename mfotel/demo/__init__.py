@@ -1,0 +1,1 @@
+"""The example flow ``mfotel demo`` runs."""

@@ -1,0 +1,1 @@
+"""Metrics: Metaflow's monitor timers, counters and gauges as OTLP metrics."""

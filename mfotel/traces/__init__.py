@@ -1,0 +1,1 @@
+"""Traces: the run's span tree and its context across processes."""
