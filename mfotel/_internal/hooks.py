@@ -255,8 +255,7 @@ class _Run:
 class _Task:
     """A task process (one attempt) or a fork of one."""
 
-    def __init__(self, ctx: Any, kwargs: Mapping[str, Any]) -> None:
-        obj = getattr(ctx, "obj", None)
+    def __init__(self, obj: Any, kwargs: Mapping[str, Any]) -> None:
         self.start_ns = int(os.environ.get(ENV_LAUNCH) or time.time_ns())
         flow_name = str(getattr(getattr(obj, "flow", None), "name", "") or "")
         run_id = str(kwargs.get("run_id"))
@@ -347,6 +346,14 @@ _run: _Run | None = None
 _task: _Task | None = None
 
 
+def _click_obj() -> Any:
+    """Metaflow's state object: the commands get it from click, below our wrapper."""
+    from metaflow._vendor import click
+
+    context = click.get_current_context(silent=True)
+    return getattr(context, "obj", None)
+
+
 def _username() -> str | None:
     try:
         from metaflow.util import get_username
@@ -413,14 +420,14 @@ def cli(name: str) -> Callable[[F], F]:
             global _run, _task
             if name in RUN_COMMANDS and _run is None:
                 try:
-                    _run = _Run(name, args[0] if args else None, kwargs)
+                    _run = _Run(name, _click_obj(), kwargs)
                 except Exception as exc:  # telemetry must never stop the run
                     warn(f"mfotel: telemetry is off for this run: {exc}")
                     return func(*args, **kwargs)
                 state: _Run | _Task = _run
             elif name == "cli/step" and _task is None:
                 try:
-                    _task = _Task(args[0] if args else None, kwargs)
+                    _task = _Task(_click_obj(), kwargs)
                 except Exception as exc:
                     warn(f"mfotel: telemetry is off for this task: {exc}")
                     return func(*args, **kwargs)

@@ -27,7 +27,7 @@ from mfotel.logs._mflog import header, new_uid, now_us_ns
 
 CHUNK = 65536
 MAX_PARTIAL = 1024 * 1024  # a "line" this long without a newline is emitted as it is
-_STREAMS = ((1, b"stdout"), (2, b"stderr"))
+_STREAMS = ((1, "stdout"), (2, "stderr"))
 
 
 def start(make_client: Callable[[], AgentClient], context_json: bytes) -> int | None:
@@ -55,12 +55,16 @@ def start(make_client: Callable[[], AgentClient], context_json: bytes) -> int | 
         return None
     if pid == 0:  # the tee
         code = 0
+        readers = [r for r, _ in pipes]
         try:
             for _, w in pipes:
                 os.close(w)
-            _run([r for r, _ in pipes], originals, make_client(), context_json)
+            _run(readers, originals, make_client, context_json)
         except BaseException:
+            # Whatever broke, the task's output must still reach Metaflow.
             code = 1
+            _report_crash()
+            _passthrough(readers, originals)
         finally:
             os._exit(code)
     for (fd, _), (r, w), original in zip(_STREAMS, pipes, originals):
@@ -69,6 +73,14 @@ def start(make_client: Callable[[], AgentClient], context_json: bytes) -> int | 
         os.close(r)
         os.close(original)
     return pid
+
+
+def _report_crash() -> None:
+    if os.environ.get("MFOTEL_DEBUG", "").lower() in ("1", "true", "yes", "on"):
+        import traceback
+
+        with open(f"/tmp/mfotel-tee-{os.getpid()}.err", "w") as handle:
+            traceback.print_exc(file=handle)
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -84,10 +96,39 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-def _run(readers: list[int], outputs: list[int], client: AgentClient, context_json: bytes) -> None:
+def _passthrough(readers: list[int], outputs: list[int]) -> None:
+    """Copy the pipes to the runtime unchanged until EOF (the runtime then mints line ids)."""
+    selector = selectors.DefaultSelector()
+    route = dict(zip(readers, outputs))
+    for reader in readers:
+        try:
+            selector.register(reader, selectors.EVENT_READ)
+        except (KeyError, ValueError, OSError):
+            pass
+    while selector.get_map():
+        for key, _ in selector.select():
+            try:
+                chunk = os.read(int(key.fd), CHUNK)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if chunk:
+                _write_all(route[int(key.fd)], chunk)
+            else:
+                selector.unregister(key.fd)
+
+
+def _run(
+    readers: list[int],
+    outputs: list[int],
+    make_client: Callable[[], AgentClient],
+    context_json: bytes,
+) -> None:
+    client = make_client()
     selector = selectors.DefaultSelector()
     partial: dict[int, bytes] = {}
-    route: dict[int, tuple[int, bytes]] = {}
+    route: dict[int, tuple[int, str]] = {}
     for reader, output, (_, stream) in zip(readers, outputs, _STREAMS):
         selector.register(reader, selectors.EVENT_READ)
         partial[reader] = b""
@@ -128,6 +169,10 @@ def _run(readers: list[int], outputs: list[int], client: AgentClient, context_js
                 records.append([uid, time_ns, stream, text.decode("utf-8", "replace")])
             if console_ok[output]:
                 console_ok[output] = _write_all(output, b"".join(out))
-            client.send_raw(prefix + json.dumps(records, ensure_ascii=False).encode() + b"}\n")
+            try:
+                encoded = json.dumps(records, ensure_ascii=False).encode("utf-8", "replace")
+                client.send_raw(prefix + encoded + b"}\n")
+            except Exception:  # telemetry trouble never stops the forwarding
+                pass
     client.send_raw(b'{"t":"logs_closed","ctx":' + context_json + b"}\n")
     client.close(timeout_s=2.0)

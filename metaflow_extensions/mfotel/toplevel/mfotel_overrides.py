@@ -1,3 +1,4 @@
-"""Promotes ``metaflow_extensions.mfotel.toplevel.tracing`` to ``metaflow.tracing``."""
+"""Makes ``metaflow.tracing`` mfotel's: Metaflow aliases every module attribute of this file
+that lives in our extension package to ``metaflow.<attribute name>``."""
 
-__mf_promote_submodules__ = ["tracing"]
+from . import tracing  # noqa: F401
