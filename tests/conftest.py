@@ -74,7 +74,8 @@ def run_flow(
     python: str = sys.executable,
 ) -> FlowRun:
     """Run ``tests/flows/<flow>`` for real, in ``workdir``, and return what it did."""
-    full_env = dict(os.environ)
+    full_env = {k: v for k, v in os.environ.items() if k not in _LEAKY}
+    full_env.setdefault("USER", "tester")
     full_env.update(env or {})
     run_id_file = workdir / f"run-id-{command}-{len(list(workdir.glob('run-id-*')))}"
     result = subprocess.run(

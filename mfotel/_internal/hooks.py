@@ -453,12 +453,35 @@ def cli(name: str) -> Callable[[F], F]:
 
 @contextlib.contextmanager
 def post_fork() -> Iterator[None]:
+    """A ``parallel_map`` child: a span under the task that ends when the child exits.
+
+    Metaflow ends these children with ``os._exit`` inside this block, so the span is
+    announced at the start and the agent ends it when the child's connection closes.
+    """
     if _task is None:
         yield
         return
-    with _task.child_span("parallel_map", {"process.pid": os.getpid()}):
-        yield
-    _task.scope.client.close(timeout_s=1.0)
+    try:
+        parent = _task.current
+        context = SpanContext(parent.trace_id, new_span_id(), parent.sampled, parent.trace_state)
+        _task.current = context
+        _task.scope.send(
+            "start",
+            {
+                "sid": context.span_id.hex(),
+                "psid": parent.span_id.hex(),
+                "name": "parallel_map",
+                "kind": SPAN_KIND_INTERNAL,
+                "start_ns": time.time_ns(),
+                "sampled": context.sampled,
+                "attrs": {"process.pid": os.getpid()},
+                "eof_ends": True,
+            },
+        )
+        inject(context, _task.baggage, _propagators(), os.environ)
+    except Exception:
+        pass
+    yield
 
 
 def inject_tracing_vars(env_dict: dict[str, str]) -> dict[str, str]:

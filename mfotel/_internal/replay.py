@@ -43,6 +43,9 @@ class _SpoolSink:
         points = sum(len(m.data.points) for b in batches for m in b.metrics)
         self.spool.put("metrics", encode_metrics(batches), points)
 
+    def settle(self, timeout_s: float) -> None:
+        return None
+
     def close(self, timeout_s: float) -> None:
         return None
 

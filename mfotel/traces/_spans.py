@@ -100,6 +100,20 @@ class Assembler:
             return None
         return span
 
+    def ended_by_eof(self, conn: int, now_ns: int) -> list[tuple[Mapping[str, Any], Span]]:
+        """Spans whose process ends with ``os._exit`` (parallel_map children) end at its EOF."""
+        ended: list[tuple[Mapping[str, Any], Span]] = []
+        for sid, span in list(self.open.items()):
+            if span.conn != conn or not span.start.get("eof_ends"):
+                continue
+            body = dict(span.start)
+            body["end_ns"] = now_ns
+            built = self.ended_span(span.ctx, body)
+            if built is not None:
+                ended.append((span.ctx, built))
+            self.open.pop(sid, None)
+        return ended
+
     def orphan(self, conn: int, now_ns: int) -> None:
         for span in self.open.values():
             if span.conn == conn and span.orphaned_at is None:

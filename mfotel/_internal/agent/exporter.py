@@ -63,6 +63,17 @@ class Exporter:
         except queue.Full:
             self._to_spool(Request(signal, payload, records), "the export queue is full")
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every submitted request has been sent or spooled."""
+        deadline = time.monotonic() + timeout_s
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
     def shutdown(self, timeout_s: float) -> None:
         """Send what is queued until ``timeout_s`` has passed, then spool the rest."""
         self._deadline = time.monotonic() + timeout_s
@@ -84,11 +95,14 @@ class Exporter:
         while True:
             request = self._queue.get()
             if request is None:
+                self._queue.task_done()
                 return
             try:
                 self._send(request)
             except Exception as exc:  # never let the worker die
                 self._to_spool(request, f"unexpected error: {exc}")
+            finally:
+                self._queue.task_done()
 
     def _send(self, request: Request) -> None:
         now = time.monotonic()

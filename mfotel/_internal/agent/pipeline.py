@@ -39,6 +39,7 @@ class Sink(Protocol):
     def spans(self, batches: list[ResourceSpans]) -> None: ...
     def logs(self, batches: list[ResourceLogs]) -> None: ...
     def metrics(self, batches: list[ResourceMetrics]) -> None: ...
+    def settle(self, timeout_s: float) -> None: ...
     def close(self, timeout_s: float) -> None: ...
 
 
@@ -113,7 +114,10 @@ class Pipeline:
             self.flush()
 
     def closed(self, conn: int) -> None:
-        self.assembler.orphan(conn, time.time_ns())
+        now = time.time_ns()
+        for ctx, span in self.assembler.ended_by_eof(conn, now):
+            self._spans.append((self._context(ctx).resource_key, span))
+        self.assembler.orphan(conn, now)
 
     def add_persisted_lines(
         self, ctx: Mapping[str, Any], lines: list[tuple[str, int, str, str, str]]
@@ -171,7 +175,7 @@ class Pipeline:
             [ResourceMetrics(self._resources[k], SCOPE, v) for k, v in collected.items()]
         )
 
-    def finish(self) -> None:
+    def finish(self, settle_s: float = 2.0) -> None:
         """End of the run: end what was left open, send everything."""
         for ctx, span in self.assembler.reap_orphans(time.time_ns() + 1, 0):
             self._spans.append((self._context(ctx).resource_key, span))
@@ -180,6 +184,8 @@ class Pipeline:
             if context is not None:
                 self._logs.append((context.resource_key, _event_record(context, event)))
         self.flush()
+        # Let what was just flushed go out first, so the exporter's own counts include it.
+        self.sink.settle(settle_s)
         self.flush_metrics()
 
     # -- machinery --------------------------------------------------------------------------

@@ -32,6 +32,9 @@ class OtlpSink:
         count = sum(len(m.data.points) for b in batches for m in b.metrics)
         self.exporter.submit("metrics", encode_metrics(batches), count)
 
+    def settle(self, timeout_s: float) -> None:
+        self.exporter.wait_idle(timeout_s)
+
     def close(self, timeout_s: float) -> None:
         self.exporter.shutdown(timeout_s)
 
@@ -89,6 +92,9 @@ class ConsoleSink:
                 else:
                     text = "gauge=" + ",".join(str(p.value) for p in data.points)
                 self._print(f"[mfotel] metric {metric.name} {text} ({len(data.points)} series)")
+
+    def settle(self, timeout_s: float) -> None:
+        return None
 
     def close(self, timeout_s: float) -> None:
         return None
