@@ -55,7 +55,11 @@ def run_once(env: dict[str, str]) -> tuple[float, float]:
         cpu0, wall0 = _children_cpu(), time.perf_counter()
         subprocess.run(
             [sys.executable, str(FLOW), "run", "--max-workers", "2"],
-            cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=workdir,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wall = time.perf_counter() - wall0
         _reap_all()
@@ -93,7 +97,9 @@ def main() -> None:
                     spans = len(rx.spans())
                     assert logs >= LINES, f"mfotel round {index}: {logs} log records < {LINES}"
                     assert spans >= TASKS + 1, f"mfotel round {index}: {spans} spans"
-    print(f"WideFlow, 16 tasks x 20 lines, --max-workers 2, {rounds} rounds, {os.cpu_count()} cores")
+    print(
+        f"WideFlow, 16 tasks x 20 lines, --max-workers 2, {rounds} rounds, {os.cpu_count()} cores"
+    )
     print(f"{'mode':<10}{'wall s':>10}{'cpu s':>10}{'wall x':>10}{'cpu x':>10}")
     off_wall = statistics.median(w for w, _ in results["off"])
     off_cpu = statistics.median(c for _, c in results["off"])

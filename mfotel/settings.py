@@ -11,8 +11,8 @@ It is imported by every task process, so it stays standard-library only and chea
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 __all__ = [
     "ALL",

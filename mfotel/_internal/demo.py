@@ -56,7 +56,9 @@ def run_demo(echo: Callable[[str], None], keep: str | None = None) -> int:
         env.setdefault("USER", "demo")
         echo(f"mfotel demo: running DemoFlow in {workdir} with MF_TRACING=otlp")
         echo(f"mfotel demo: an OTLP receiver listens at {receiver.http_endpoint}\n")
-        code = subprocess.call([sys.executable, flow, "run", "--max-workers", "2"], cwd=workdir, env=env)
+        code = subprocess.call(
+            [sys.executable, flow, "run", "--max-workers", "2"], cwd=workdir, env=env
+        )
         spans, logs, points = receiver.spans(), receiver.logs(), receiver.points()
     echo("\nWhat arrived at the receiver:\n")
     if spans:
@@ -65,11 +67,15 @@ def run_demo(echo: Callable[[str], None], keep: str | None = None) -> int:
             echo("  " + line)
     events = sum(len(s.events) for s in spans)
     sources = Counter(str(r.attributes.get("log.iostream", "?")) for r in logs)
-    echo(f"\nLog records: {len(logs)} ({', '.join(f'{n} {s}' for s, n in sorted(sources.items()))})")
+    echo(
+        f"\nLog records: {len(logs)} ({', '.join(f'{n} {s}' for s, n in sorted(sources.items()))})"
+    )
     structured = sum(1 for r in logs if isinstance(r.body, dict))
     echo(f"  of which structured (JSON lines): {structured}")
     names = Counter(p.name for p in points)
-    echo(f"Metric points: {len(points)} ({', '.join(f'{k} x{v}' for k, v in sorted(names.items()))})")
+    echo(
+        f"Metric points: {len(points)} ({', '.join(f'{k} x{v}' for k, v in sorted(names.items()))})"
+    )
     echo(f"Span events: {events}")
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -6,8 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from mfotel import __version__, settings
@@ -43,15 +43,18 @@ def _extension_state(environ: Mapping[str, str]) -> str:
     )
     try:
         out = subprocess.run(
-            [sys.executable, "-c", probe], env=dict(environ), capture_output=True,
-            text=True, timeout=60,
+            [sys.executable, "-c", probe],
+            env=dict(environ),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unknown ({exc})"
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return f"Metaflow does not import: {last}"
-    installed, module = (out.stdout.split() + ["", ""])[:2]
+    installed, module = [*out.stdout.split(), "", ""][:2]
     if installed != "True":
         return "NOT installed: Metaflow does not see the mfotel extension (pip install mfotel)"
     if module.startswith("metaflow_extensions.mfotel"):

@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import Any, Callable, Iterator, Mapping, MutableMapping, TypeVar
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any, Callable, TypeVar
 
 from mfotel import settings
 from mfotel._internal import identity, paths
@@ -267,7 +268,9 @@ class _Task:
             # Launched by a scheduler that knows nothing of us: join the run's derived trace.
             parent = root_context(flow_name, run_id)
         self.parent_span_id = parent.span_id
-        self.context = SpanContext(parent.trace_id, new_span_id(), parent.sampled, parent.trace_state)
+        self.context = SpanContext(
+            parent.trace_id, new_span_id(), parent.sampled, parent.trace_state
+        )
         tags = identity.clean_tags(kwargs.get("opt_tag") or (), warn)
         sys_tags = getattr(getattr(obj, "metadata", None), "sticky_sys_tags", None) or ()
         tags += [t for t in identity.clean_tags(sys_tags) if t not in tags]
@@ -297,7 +300,7 @@ class _Task:
             "start_ns": self.start_ns,
         }
         flow_datastore = getattr(obj, "flow_datastore", None)
-        if getattr(flow_datastore, "TYPE", None) == "local":
+        if flow_datastore is not None and getattr(flow_datastore, "TYPE", None) == "local":
             # Lets the agent read this attempt's persisted log back when it ends.
             start["ds"] = ["local", str(flow_datastore.datastore_root)]
         self.scope.send("start", start)
@@ -376,7 +379,9 @@ def _current_run_id() -> str | None:
 
 def _spool_dir(obj: Any) -> str:
     impl = getattr(obj, "datastore_impl", None)
-    local_root = getattr(impl, "datastore_root", None) if getattr(impl, "TYPE", None) == "local" else None
+    local_root = (
+        getattr(impl, "datastore_root", None) if getattr(impl, "TYPE", None) == "local" else None
+    )
     return paths.spool_dir(os.environ, local_root)
 
 

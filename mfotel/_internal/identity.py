@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from mfotel import __version__

@@ -7,8 +7,9 @@ float, bytes, a list of those, or a nested mapping (kvlist).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence, Union
+from typing import Union
 
 AttrValue = Union[
     str, bool, int, float, bytes, Sequence["AttrValue"], Mapping[str, "AttrValue"], None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from mfotel.logs._mflog import parse
 
@@ -42,11 +43,9 @@ def read_lines(folder: str, attempt: int) -> Iterator[tuple[str, int, str, str, 
     """(uid, time_ns, stream, source, text) of every valid mflog line of the attempt's logs."""
     for prefix, stream in LOG_FILES:
         path = os.path.join(folder, f"{attempt}.{prefix}_{stream}.log")
-        try:
-            handle = open(path, "rb")
-        except OSError:
+        if not os.path.exists(path):
             continue
-        with handle:
+        with open(path, "rb") as handle:
             for raw in handle:
                 parsed = parse(raw.rstrip(b"\n"))
                 if parsed is None:

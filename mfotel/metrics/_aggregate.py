@@ -7,8 +7,9 @@ keyed by its name and its full attribute set (the task identity), so a point is 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Mapping
+from typing import Any
 
 from mfotel._internal.model import (
     Gauge,
@@ -20,8 +21,27 @@ from mfotel._internal.model import (
 )
 
 # Seconds: Metaflow timers span milliseconds (a metadata call) to hours (a task).
-BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
-          1800, 3600, 7200)
+BOUNDS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1800,
+    3600,
+    7200,
+)
 
 
 @dataclass

@@ -7,8 +7,9 @@ small message on the process's existing agent connection.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from metaflow.monitor import NullMonitor
 

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-_REQUESTS = {
+_REQUESTS: dict[str, tuple[Any, Any]] = {
     "traces": (
         trace_service_pb2.ExportTraceServiceRequest,
         trace_service_pb2.ExportTraceServiceResponse,
@@ -287,9 +287,12 @@ class OTLPReceiver:
             decoded = list(_decode_points(message))
         with self._lock:
             self.requests.append(ReceivedRequest(transport, signal, headers, size))
-            {"traces": self._spans, "logs": self._logs, "metrics": self._points}[signal].extend(
-                decoded
-            )
+            if signal == "traces":
+                self._spans.extend(decoded)
+            elif signal == "logs":
+                self._logs.extend(decoded)
+            else:
+                self._points.extend(decoded)
             self._lock.notify_all()
 
 

@@ -9,8 +9,8 @@ Metaflow's built-in tracing writes is read too), W3C ``baggage`` (``BAGGAGE``), 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, MutableMapping, Sequence
 
 DEFAULT_PROPAGATORS = ("tracecontext", "baggage")
 KNOWN_PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "none")
@@ -70,7 +70,11 @@ def parse_propagators(value: str | None) -> tuple[str, ...]:
 def unknown_propagators(value: str | None) -> list[str]:
     if not value:
         return []
-    return [n.strip() for n in value.split(",") if n.strip() and n.strip().lower() not in KNOWN_PROPAGATORS]
+    return [
+        n.strip()
+        for n in value.split(",")
+        if n.strip() and n.strip().lower() not in KNOWN_PROPAGATORS
+    ]
 
 
 def _is_hex(text: str, length: int) -> bool:
@@ -151,7 +155,7 @@ def _from_b3multi(environ: Mapping[str, str]) -> SpanContext | None:
         return None
     flag = environ.get("X_B3_FLAGS", "").strip() == "1"
     sampled_text = environ.get("X_B3_SAMPLED", "").strip().lower()
-    sampled = flag or sampled_text in ("1", "true", "") and sampled_text != "0"
+    sampled = flag or (sampled_text in ("1", "true", "") and sampled_text != "0")
     return SpanContext(trace, span, sampled)
 
 

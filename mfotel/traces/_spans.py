@@ -9,8 +9,9 @@ with status ERROR when its connection has been closed for a grace period.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from mfotel._internal.model import (
     STATUS_ERROR,

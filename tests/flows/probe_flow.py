@@ -25,9 +25,7 @@ class ProbeFlow(FlowSpec):
         print("fan %d stdout" % self.input)
         print("fan %d stderr" % self.input, file=sys.stderr)
         print(json.dumps({"level": "warning", "msg": "structured", "item": self.input}))
-        subprocess.run(
-            [sys.executable, "-c", "print('subprocess %d')" % self.input], check=True
-        )
+        subprocess.run([sys.executable, "-c", "print('subprocess %d')" % self.input], check=True)
         logging.basicConfig(level=logging.INFO)
         logging.getLogger("probe").info("logging %d", self.input)
         self.next(self.join)

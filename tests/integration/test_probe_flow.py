@@ -113,7 +113,10 @@ def test_identity_is_on_every_span_record_and_point(probe: tuple[FlowRun, OTLPRe
     """Spans, log records and metric points all carry the contract's identity attributes."""
     run, rx = probe
     for item in [*_attempt_spans(rx), *rx.logs(), *rx.points()]:
-        if item.resource.get("telemetry.sdk.name") != "mfotel" or "metaflow.flow.name" not in item.resource:
+        if (
+            item.resource.get("telemetry.sdk.name") != "mfotel"
+            or "metaflow.flow.name" not in item.resource
+        ):
             continue
         identity = item.identity
         assert identity["service.name"] == "metaflow"
@@ -165,7 +168,10 @@ def test_records_are_correlated_to_their_attempt_span(probe: tuple[FlowRun, OTLP
         for s in _attempt_spans(rx)
     }
     for record in rx.logs():
-        key = (record.attributes["metaflow.task.pathspec"], record.attributes["metaflow.task.attempt"])
+        key = (
+            record.attributes["metaflow.task.pathspec"],
+            record.attributes["metaflow.task.attempt"],
+        )
         assert (record.trace_id, record.span_id) == (spans[key].trace_id, spans[key].span_id)
 
 
@@ -220,20 +226,26 @@ def test_events_are_span_events_on_their_span(probe: tuple[FlowRun, OTLPReceiver
         names = [e.name for e in span.events]
         assert "metaflow.task.start" in names, (span.name, names)
     (flaky0,) = [
-        s for s in _attempt_spans(rx)
+        s
+        for s in _attempt_spans(rx)
         if s.name == "flaky" and s.attributes["metaflow.task.attempt"] == 0
     ]
     assert "metaflow.task.exception" in [e.name for e in flaky0.events]
     assert "metaflow.run.start" in [e.name for e in _root(rx).events]
 
 
-def test_console_output_and_metaflow_logs_are_unchanged(probe: tuple[FlowRun, OTLPReceiver]) -> None:
+def test_console_output_and_metaflow_logs_are_unchanged(
+    probe: tuple[FlowRun, OTLPReceiver],
+) -> None:
     """The console shows plain lines (no mflog headers) and `logs` shows the same messages."""
     run, _ = probe
     assert "fan 1 stdout" in run.output and "[MFLOG" not in run.output
     shown = subprocess.run(
         [sys.executable, str(FLOWS / "probe_flow.py"), "logs", f"{run.run_id}/flaky"],
-        cwd=run.workdir, capture_output=True, text=True, timeout=120,
+        cwd=run.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert shown.returncode == 0, shown.stderr
     assert "flaky recovered" in shown.stdout + shown.stderr
@@ -245,7 +257,8 @@ def test_the_exporter_reports_its_own_counts(probe: tuple[FlowRun, OTLPReceiver]
     _, rx = probe
     counts = {
         (p.attributes["signal"], p.attributes["outcome"]): p.value
-        for p in rx.points() if p.name == "mfotel.exporter.records"
+        for p in rx.points()
+        if p.name == "mfotel.exporter.records"
     }
     assert counts.get(("logs", "exported"), 0) == len(rx.logs())
     assert not any(outcome == "dropped" for _, outcome in counts)

@@ -42,8 +42,15 @@ def test_json_array_and_invalid_json_stay_text() -> None:
 def test_record_carries_identity_and_contract_attributes() -> None:
     """A record has the task identity plus log.iostream, log.record.uid and the log source."""
     record = make_record(
-        "uid-1", 123, "stderr", "hi", "task", {"metaflow.step.name": "fan"},
-        b"\x01" * 16, b"\x02" * 8, 456,
+        "uid-1",
+        123,
+        "stderr",
+        "hi",
+        "task",
+        {"metaflow.step.name": "fan"},
+        b"\x01" * 16,
+        b"\x02" * 8,
+        456,
     )
     assert record.attributes == {
         "metaflow.step.name": "fan",

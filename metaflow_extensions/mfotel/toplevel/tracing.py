@@ -5,7 +5,7 @@ warning line: telemetry must never stop a flow.
 """
 
 try:
-    from mfotel._internal.hooks import (  # noqa: F401
+    from mfotel._internal.hooks import (
         cli,
         get_trace_id,
         init_tracing,

@@ -6,6 +6,8 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from mfotel import settings
 from mfotel._internal.agent.exporter import Exporter
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         exporter = Exporter(spool, os.environ, warn)
         sink = OtlpSink(exporter)
 
-    def own_counts() -> list[tuple[str, str, float, dict[str, str]]]:
+    def own_counts() -> list[tuple[str, str, float, Mapping[str, Any]]]:
         if exporter is None:
             return []
         return [

@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable
 
 from mfotel._internal.agent.spool import Spool
 from mfotel._internal.otlp.config import ConfigError, resolve_target

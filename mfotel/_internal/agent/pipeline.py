@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Mapping, Protocol
+from typing import Any, Callable, Protocol
 
 from mfotel import __version__
 from mfotel._internal.model import (
@@ -132,8 +133,15 @@ class Pipeline:
                 continue
             seen.add(uid)
             record = make_record(
-                uid, time_ns, stream, text, source, context.attrs,
-                context.trace_id, context.span_id, observed,
+                uid,
+                time_ns,
+                stream,
+                text,
+                source,
+                context.attrs,
+                context.trace_id,
+                context.span_id,
+                observed,
             )
             self._logs.append((context.resource_key, record))
         return len(self._logs) - before
@@ -233,8 +241,15 @@ class Pipeline:
                 (
                     context.resource_key,
                     make_record(
-                        str(uid), time_ns, str(stream), str(text), source, context.attrs,
-                        context.trace_id, context.span_id, observed,
+                        str(uid),
+                        time_ns,
+                        str(stream),
+                        str(text),
+                        source,
+                        context.attrs,
+                        context.trace_id,
+                        context.span_id,
+                        observed,
                     ),
                 )
             )

@@ -77,7 +77,7 @@ class ConsoleSink:
             for record in batch.records:
                 where = self._where(record.attributes, batch.resource)
                 stream = record.attributes.get("log.iostream", "")
-                self._print(f"[mfotel] log    {where} {stream}: {record.body}")
+                self._print(f"[mfotel] log    {where} {stream}: {record.body!s}")
 
     def metrics(self, batches: list[ResourceMetrics]) -> None:
         for batch in batches:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 SIGNALS = ("traces", "logs", "metrics")
 _CLAIM = ".claimed-"

@@ -19,8 +19,9 @@ Standard library only: this runs in the agent, which may live in a bare task int
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 Signal = Literal["traces", "logs", "metrics"]

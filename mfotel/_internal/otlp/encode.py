@@ -11,7 +11,7 @@ decode every output with the official generated classes.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from mfotel._internal.model import (
     AttrValue,

@@ -169,7 +169,7 @@ class GrpcTransport:
             )
             self._channel = grpc.secure_channel(self._where, credentials)
         self._call = self._channel.unary_unary(GRPC_METHODS[target.signal])
-        self._metadata = tuple(target.headers) + (("user-agent", USER_AGENT),)
+        self._metadata = (*target.headers, ("user-agent", USER_AGENT))
         self._compression = grpc.Compression.Gzip if target.compression == "gzip" else None
 
     def send(self, payload: bytes, deadline_s: float) -> SendResult:
