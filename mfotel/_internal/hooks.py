@@ -306,6 +306,7 @@ class _Task:
         self.scope.send("start", start)
         self.current = self.context
         inject(self.context, self.baggage, _propagators(), os.environ)
+        _join_user_opentelemetry(self.context)
         self.tee_pid: int | None = None
         if settings.MFOTEL_CAPTURE_LOGS.get_bool():
             from mfotel.logs import _tee
@@ -343,6 +344,31 @@ class _Task:
         finally:
             self.current = parent
             self.scope.span_end(name, context, parent.span_id, start_ns, error, attrs=attrs)
+
+
+def _join_user_opentelemetry(context: SpanContext) -> None:
+    """If the flow uses OpenTelemetry itself, make the attempt span its current parent.
+
+    Only when the flow already imported it: importing OpenTelemetry here would cost every task
+    the SDK's import time for nothing. Subprocesses join through ``TRACEPARENT`` instead.
+    """
+    if "opentelemetry.trace" not in sys.modules:
+        return
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace as otel_trace
+
+        state = otel_trace.TraceState.from_header([context.trace_state]) if context.trace_state else None
+        remote = otel_trace.SpanContext(
+            trace_id=int.from_bytes(context.trace_id, "big"),
+            span_id=int.from_bytes(context.span_id, "big"),
+            is_remote=True,
+            trace_flags=otel_trace.TraceFlags(1 if context.sampled else 0),
+            trace_state=state,
+        )
+        otel_context.attach(otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(remote)))
+    except Exception:
+        pass
 
 
 _run: _Run | None = None

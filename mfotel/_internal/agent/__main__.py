@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
     pipeline = Pipeline(sink, export_s, metric_s, extra_metrics=own_counts)
     agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug)
+    if debug:
+        warn(f"mfotel agent: listening at {args.socket} ({time.process_time():.3f}s cpu)")
     agent.serve()
     sink.close(shutdown_s)
+    if debug:
+        warn(f"mfotel agent: done ({time.process_time():.3f}s cpu)")
     return 0
 
 

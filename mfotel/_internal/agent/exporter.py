@@ -151,8 +151,8 @@ class Exporter:
             try:
                 transport = make_transport(resolve_target(signal, self._environ))  # type: ignore[arg-type]
             except ConfigError as exc:
+                # Said once, with the spooling that follows from it (see _to_spool).
                 self._config_errors[signal] = str(exc)
-                self._warn(f"mfotel: {exc}")
                 return None
             self._transports[signal] = transport
         return transport
