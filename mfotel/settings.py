@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 __all__ = [
     "ALL",
@@ -38,20 +37,34 @@ class SettingError(ValueError):
     """A setting has a value the kit cannot use; the message is one line naming the fix."""
 
 
-@dataclass(frozen=True)
 class EnvVar:
     """One environment variable the kit reads.
 
     ``kind`` is ``str``, ``int``, ``bool`` or ``choice``; ``choices`` lists the accepted values
-    of a ``choice``. ``minimum`` bounds an ``int``.
+    of a ``choice``. ``minimum`` bounds an ``int``. (A plain class, not a dataclass: this
+    module is imported by every task process and dataclasses cost import time.)
     """
 
-    name: str
-    default: str
-    doc: str
-    kind: str = "str"
-    choices: tuple[str, ...] = ()
-    minimum: int = 0
+    __slots__ = ("choices", "default", "doc", "kind", "minimum", "name")
+
+    def __init__(
+        self,
+        name: str,
+        default: str,
+        doc: str,
+        kind: str = "str",
+        choices: tuple[str, ...] = (),
+        minimum: int = 0,
+    ) -> None:
+        self.name = name
+        self.default = default
+        self.doc = doc
+        self.kind = kind
+        self.choices = choices
+        self.minimum = minimum
+
+    def __repr__(self) -> str:
+        return f"EnvVar({self.name!r}, default={self.default!r})"
 
     def raw(self, environ: Mapping[str, str] | None = None) -> str | None:
         env = os.environ if environ is None else environ

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Callable, TypeVar
 
@@ -37,6 +34,7 @@ from mfotel.traces._propagation import (
     inject,
     new_span_id,
     parse_propagators,
+    propagators_warning,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,6 +57,8 @@ def warn(line: str) -> None:
 
 def root_context(flow_name: str, run_id: str, parent: SpanContext | None = None) -> SpanContext:
     """The run's root span context: derived from its identity, inside ``parent``'s trace."""
+    import hashlib  # only the runtime and tasks launched without a parent need it
+
     digest = hashlib.sha256(f"mfotel\0{flow_name}\0{run_id}".encode()).digest()
     if parent is not None:
         return SpanContext(parent.trace_id, digest[16:24], parent.sampled, parent.trace_state)
@@ -70,6 +70,8 @@ def _propagators() -> tuple[str, ...]:
 
 
 def _exception_info(exc: BaseException) -> dict[str, str]:
+    import traceback
+
     return {
         "type": type(exc).__module__ + "." + type(exc).__qualname__
         if type(exc).__module__ not in ("builtins", "__main__")
@@ -136,11 +138,16 @@ class _Scope:
 class _Run:
     """The runtime process of ``run`` or ``resume``: starts the agent, owns the root span."""
 
+    agent: Any
+
     def __init__(self, command: str, obj: Any, kwargs: Mapping[str, Any]) -> None:
         self.command = command
         self.start_ns = time.time_ns()
         self.flow_name = str(getattr(getattr(obj, "flow", None), "name", "") or "")
         self.parent, self.baggage = extract(os.environ, _propagators())
+        problem = propagators_warning(os.environ.get("OTEL_PROPAGATORS"))
+        if problem:
+            warn(f"mfotel: {problem}")
         self.mode = settings.tracing_mode()
         self.spool_dir = _spool_dir(obj)
         self.socket_path = os.path.join(socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock")
@@ -243,10 +250,7 @@ class _Run:
         scope.send("run_end", {})
         self.client.close(timeout_s=1.0)
         timeout = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0 + 1.0
-        if self.agent is not None:
-            try:
-                self.agent.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+        if self.agent is not None and not _wait_for_agent(self.agent, timeout):
                 warn(
                     "mfotel: the exporter is still sending; it goes on in the background "
                     f"(pid {self.agent.pid}) and spools what it cannot send"
@@ -311,10 +315,7 @@ class _Task:
         if settings.MFOTEL_CAPTURE_LOGS.get_bool():
             from mfotel.logs import _tee
 
-            socket_path, spool_dir = self.socket_path, self.spool_dir
-            self.tee_pid = _tee.start(
-                lambda: AgentClient(socket_path, spool_dir, "tee"), self.scope.ctx_json
-            )
+            self.tee_pid = _tee.start(self.socket_path, self.spool_dir, self.scope.ctx_json)
 
     def finish(self, exc: BaseException | None) -> None:
         result = "failure" if _failed(exc) else "success"
@@ -411,7 +412,26 @@ def _spool_dir(obj: Any) -> str:
     return paths.spool_dir(os.environ, local_root)
 
 
-def _start_agent(socket_path: str, spool_dir: str, mode: str) -> subprocess.Popen[bytes] | None:
+def _wait_for_agent(agent: Any, timeout: float) -> bool:
+    """Wait for the agent to say it has sent (or spooled) everything: a byte on its pipe.
+
+    Waiting for the byte rather than the process spares the run the agent's own teardown.
+    """
+    import select
+
+    reader = agent.stdout
+    if reader is None:
+        return True
+    try:
+        ready, _, _ = select.select([reader], [], [], timeout)
+        return bool(ready)
+    except (OSError, ValueError):
+        return True
+
+
+def _start_agent(socket_path: str, spool_dir: str, mode: str) -> Any:
+    import subprocess
+
     try:
         os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
         return subprocess.Popen(
@@ -429,7 +449,7 @@ def _start_agent(socket_path: str, spool_dir: str, mode: str) -> subprocess.Pope
                 mode,
             ],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             start_new_session=True,
         )
     except OSError as exc:

@@ -92,13 +92,7 @@ def runtime_name(environ: Mapping[str, str]) -> str:
 
 
 def metaflow_version() -> str:
-    module = sys.modules.get("metaflow.metaflow_version")
-    getter = getattr(module, "get_version", None)
-    if getter is not None:
-        try:
-            return str(getter())
-        except Exception:
-            pass
+    # metaflow.metaflow_version.get_version() may ask git; the release string is enough here.
     version_module = sys.modules.get("metaflow.version")
     return str(getattr(version_module, "metaflow_version", ""))
 

@@ -12,17 +12,24 @@ partly written is written whole to the inbox, and the agent drops the partial li
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import threading
 import time
 from collections import deque
-from typing import Any
+TYPE_CHECKING = False  # typing itself costs the tee ~8 ms to import
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
 RECONNECT_INTERVAL_S = 0.25
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    import json  # already loaded in task processes; the tee never sends dicts
+
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def socket_dir() -> str:
@@ -61,7 +68,7 @@ class AgentClient:
 
     def send(self, message: dict[str, Any]) -> None:
         try:
-            data = _DUMPS(message).encode("utf-8", "surrogatepass") + b"\n"
+            data = _dumps(message).encode("utf-8", "surrogatepass") + b"\n"
         except (TypeError, ValueError):
             return
         self.send_raw(data)
@@ -135,7 +142,7 @@ class AgentClient:
             return False
         sock.setblocking(False)
         self._sock = sock
-        hello = _DUMPS({"t": "hello", "role": self._role, "pid": self._pid}).encode() + b"\n"
+        hello = _dumps({"t": "hello", "role": self._role, "pid": self._pid}).encode() + b"\n"
         self._queue.appendleft(hello)
         self._queued_bytes += len(hello)
         self._head_sent = 0

@@ -8,26 +8,35 @@ path and a later backfill of the same line agree to the nanosecond.
 
 from __future__ import annotations
 
-import calendar
 import os
 import time
-import uuid
-from typing import NamedTuple
 
 _PERSIST_PREFIX = b"[![MFLOG|0|"
 _PREFIX = b"[MFLOG|0|"
 
 
-class MflogLine(NamedTuple):
-    time_ns: int
-    source: str
-    uid: str
-    text: bytes
-    should_persist: bool
+class MflogLine:
+    """One parsed line. (Not a NamedTuple: the tee must not pay for importing typing.)"""
+
+    __slots__ = ("should_persist", "source", "text", "time_ns", "uid")
+
+    def __init__(
+        self, time_ns: int, source: str, uid: str, text: bytes, should_persist: bool
+    ) -> None:
+        self.time_ns = time_ns
+        self.source = source
+        self.uid = uid
+        self.text = text
+        self.should_persist = should_persist
 
 
 def new_uid() -> str:
-    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+    """A random (version 4) UUID as text, the form Metaflow's own line ids take."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def now_us_ns() -> int:
@@ -48,6 +57,8 @@ def header(time_ns: int, source: bytes, uid: str, should_persist: bool) -> bytes
 
 def parse_timestamp(stamp: bytes) -> int | None:
     """``2026-11-22T10:00:00.123456`` (UTC, no Z) → ns since the epoch, or None."""
+    import calendar  # only readers parse; the tee, which only writes, never imports it
+
     try:
         whole, _, frac = stamp.partition(b".")
         parsed = time.strptime(whole.decode("ascii"), "%Y-%m-%dT%H:%M:%S")

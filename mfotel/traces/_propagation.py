@@ -64,7 +64,7 @@ MAX_BAGGAGE_BYTES = 8192
 MAX_BAGGAGE_MEMBERS = 180
 MAX_TRACESTATE_MEMBERS = 32
 
-# Environment names (env_name() of the header names), spelled out to keep imports cheap.
+# Environment names: env_name() of the header names, spelled out once.
 TRACEPARENT = "TRACEPARENT"
 TRACESTATE = "TRACESTATE"
 BAGGAGE = "BAGGAGE"

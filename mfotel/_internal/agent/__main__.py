@@ -18,6 +18,15 @@ from mfotel._internal.agent.sinks import ConsoleSink, OtlpSink
 from mfotel._internal.agent.spool import Spool
 
 
+def _tell_runtime_done() -> None:
+    """The runtime waits for this byte on our stdout, not for our exit."""
+    try:
+        os.write(1, b"\n")
+        os.close(1)
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mfotel-agent")
     parser.add_argument("--socket", required=True)
@@ -63,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         warn(f"mfotel agent: listening at {args.socket} ({time.process_time():.3f}s cpu)")
     agent.serve()
     sink.close(shutdown_s)
+    _tell_runtime_done()
     if debug:
         warn(f"mfotel agent: done ({time.process_time():.3f}s cpu)")
     return 0
