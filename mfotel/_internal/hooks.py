@@ -251,10 +251,10 @@ class _Run:
         self.client.close(timeout_s=1.0)
         timeout = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0 + 1.0
         if self.agent is not None and not _wait_for_agent(self.agent, timeout):
-                warn(
-                    "mfotel: the exporter is still sending; it goes on in the background "
-                    f"(pid {self.agent.pid}) and spools what it cannot send"
-                )
+            warn(
+                "mfotel: the exporter is still sending; it goes on in the background "
+                f"(pid {self.agent.pid}) and spools what it cannot send"
+            )
 
 
 class _Task:
@@ -359,7 +359,11 @@ def _join_user_opentelemetry(context: SpanContext) -> None:
         from opentelemetry import context as otel_context
         from opentelemetry import trace as otel_trace
 
-        state = otel_trace.TraceState.from_header([context.trace_state]) if context.trace_state else None
+        state = (
+            otel_trace.TraceState.from_header([context.trace_state])
+            if context.trace_state
+            else None
+        )
         remote = otel_trace.SpanContext(
             trace_id=int.from_bytes(context.trace_id, "big"),
             span_id=int.from_bytes(context.span_id, "big"),

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
-import threading
 import time
-from collections import deque
+
+# The C modules directly: ``socket``, ``threading`` and ``collections`` would cost the log tee
+# (a fresh interpreter per task) several milliseconds of imports for nothing it uses.
+from _collections import deque  # type: ignore[import-not-found]
+from _socket import AF_UNIX, SOCK_STREAM, gethostname
+from _socket import socket as _Socket
+from _thread import allocate_lock
+
 TYPE_CHECKING = False  # typing itself costs the tee ~8 ms to import
 
 if TYPE_CHECKING:
@@ -49,9 +54,9 @@ class AgentClient:
         self._path = path
         self._spool_dir = spool_dir
         self._role = role
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._pid = os.getpid()
-        self._sock: socket.socket | None = None
+        self._sock: _Socket | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._head_sent = 0  # bytes of _queue[0] already written to the socket
@@ -62,7 +67,7 @@ class AgentClient:
             os.register_at_fork(after_in_child=self._new_lock)
 
     def _new_lock(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     # -- public -------------------------------------------------------------------------
 
@@ -134,7 +139,7 @@ class AgentClient:
         if self._path is None or time.monotonic() < self._next_connect:
             return False
         self._next_connect = time.monotonic() + RECONNECT_INTERVAL_S
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _Socket(AF_UNIX, SOCK_STREAM)
         try:
             sock.connect(self._path)
         except OSError:
@@ -208,7 +213,7 @@ class AgentClient:
         if not chunks or not self._spool_dir:
             return
         folder = inbox_dir(self._spool_dir)
-        name = f"{socket.gethostname()}-{self._pid}-{time.time_ns()}.jsonl"
+        name = f"{gethostname()}-{self._pid}-{time.time_ns()}.jsonl"
         try:
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, "." + name)

@@ -21,12 +21,12 @@ task rather than in it. The tee imports nothing heavier than ``socket``.
 from __future__ import annotations
 
 import os
-import selectors
+import select
 import sys
-TYPE_CHECKING = False  # typing itself costs the tee ~8 ms to import
 
 from mfotel.logs._mflog import header, new_uid, now_us_ns
 
+TYPE_CHECKING = False  # typing itself costs the tee ~8 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -58,8 +58,18 @@ def start(socket_path: str | None, spool_dir: str | None, context_json: bytes) -
             originals.append(os.dup(fd))
         fds = [pipes[0][0], pipes[1][0], originals[0], originals[1]]
         tee = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _BOOT, root, ",".join(map(str, fds)),
-             socket_path or "", spool_dir or "", context_json.decode("utf-8")],
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                _BOOT,
+                root,
+                ",".join(map(str, fds)),
+                socket_path or "",
+                spool_dir or "",
+                context_json.decode("utf-8"),
+            ],
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -126,25 +136,23 @@ def _write_all(fd: int, data: bytes) -> bool:
 
 def _passthrough(readers: list[int], outputs: list[int]) -> None:
     """Copy the pipes to the runtime unchanged until EOF (the runtime then mints line ids)."""
-    selector = selectors.DefaultSelector()
+    poller = select.poll()
     route = dict(zip(readers, outputs))
     for reader in readers:
-        try:
-            selector.register(reader, selectors.EVENT_READ)
-        except (KeyError, ValueError, OSError):
-            pass
-    while selector.get_map():
-        for key, _ in selector.select():
+        poller.register(reader, select.POLLIN)
+    while route:
+        for reader, _ in poller.poll():
             try:
-                chunk = os.read(int(key.fd), CHUNK)
+                chunk = os.read(reader, CHUNK)
             except InterruptedError:
                 continue
             except OSError:
                 chunk = b""
             if chunk:
-                _write_all(route[int(key.fd)], chunk)
+                _write_all(route[reader], chunk)
             else:
-                selector.unregister(key.fd)
+                poller.unregister(reader)
+                del route[reader]
 
 
 def _run(
@@ -156,26 +164,25 @@ def _run(
     from _json import encode_basestring  # json's C encoder, without json's import of re
 
     client = make_client()
-    selector = selectors.DefaultSelector()
+    poller = select.poll()
     partial: dict[int, bytes] = {}
     route: dict[int, tuple[int, str]] = {}
     for reader, output, (_, stream) in zip(readers, outputs, _STREAMS):
-        selector.register(reader, selectors.EVENT_READ)
+        poller.register(reader, select.POLLIN)
         partial[reader] = b""
         route[reader] = (output, stream)
     console_ok = {output: True for output in outputs}
     prefix = b'{"t":"log","ctx":' + context_json + b',"lines":'
     open_readers = len(readers)
     while open_readers:
-        for key, _ in selector.select():
-            reader = int(key.fd)
+        for reader, _ in poller.poll():
             try:
                 chunk = os.read(reader, CHUNK)
             except InterruptedError:
                 continue
             output, stream = route[reader]
             if not chunk:
-                selector.unregister(reader)
+                poller.unregister(reader)
                 open_readers -= 1
                 lines = [partial[reader]] if partial[reader] else []
                 partial[reader] = b""

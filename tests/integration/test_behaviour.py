@@ -32,12 +32,15 @@ def _replay(spool: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str
     full.update(env)
     return subprocess.run(
         [sys.executable, "-m", "mfotel.cli", "replay", "--spool-dir", str(spool)],
-        env=full, capture_output=True, text=True, timeout=120,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_no_collector_spools_with_one_warning_and_replay_sends_once(tmp_path: Path) -> None:
-    """With nothing at the endpoint the run succeeds, warns once, and replay delivers it all once."""
+    """With nothing at the endpoint the run succeeds, warns once, and replay delivers all once."""
     port = _closed_port()
     spool = tmp_path / "spool"
     env = {
@@ -125,7 +128,11 @@ def test_grpc_protocol_delivers_every_signal(tmp_path: Path, receiver: OTLPRecei
     assert run.returncode == 0, run.output
     assert {r.transport for r in receiver.requests} == {"grpc"}
     assert {r.signal for r in receiver.requests} == {"traces", "logs", "metrics"}
-    assert sorted(str(r.body) for r in receiver.logs()) == ["tiny end", "tiny start", "tiny to stderr"]
+    assert sorted(str(r.body) for r in receiver.logs()) == [
+        "tiny end",
+        "tiny start",
+        "tiny to stderr",
+    ]
 
 
 def test_headers_reach_the_collector(tmp_path: Path, receiver: OTLPReceiver) -> None:
@@ -145,16 +152,24 @@ def test_tracing_off_changes_nothing(tmp_path: Path, receiver: OTLPReceiver) -> 
     assert receiver.requests == []
     assert not (tmp_path / ".metaflow" / ".mfotel").exists()
     probe = subprocess.run(
-        [sys.executable, "-c", "import metaflow.tracing as t, sys; print(t.__name__);"
-         "print(any(m.startswith('mfotel') for m in sys.modules))"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import metaflow.tracing as t, sys; print(t.__name__);"
+            "print(any(m.startswith('mfotel') for m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={k: v for k, v in os.environ.items() if k != "MF_TRACING"},
     )
     assert probe.stdout.split() == ["metaflow.tracing", "False"]
 
 
-def test_an_unknown_mode_warns_once_and_the_flow_runs(tmp_path: Path, receiver: OTLPReceiver) -> None:
-    """MF_TRACING=otpl (a typo) gives one line naming the value and the fix; the run is untouched."""
+def test_an_unknown_mode_warns_once_and_the_flow_runs(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """MF_TRACING=otpl (a typo) gives one line naming value and fix; the run is untouched."""
     run = run_flow("tiny_flow.py", tmp_path, env=otlp_env(receiver, MF_TRACING="otpl"))
     assert run.returncode == 0
     lines = _mfotel_lines(run)
