@@ -39,7 +39,7 @@ def _extension_state(environ: Mapping[str, str]) -> str:
     """Ask a fresh interpreter, as a run would see it: is the override active?"""
     probe = (
         "import metaflow.tracing as t, metaflow.extension_support as e;"
-        "print('mfotel' in e.extension_info()['installed'], t.__name__)"
+        "print('mfotel' in e.extension_info()['installed'], t.cli.__module__)"
     )
     try:
         out = subprocess.run(
@@ -57,7 +57,7 @@ def _extension_state(environ: Mapping[str, str]) -> str:
     installed, module = [*out.stdout.split(), "", ""][:2]
     if installed != "True":
         return "NOT installed: Metaflow does not see the mfotel extension (pip install mfotel)"
-    if module.startswith("metaflow_extensions.mfotel"):
+    if module.startswith("mfotel."):
         return "active (metaflow.tracing is mfotel's)"
     return "installed, inactive (MF_TRACING is off)"
 

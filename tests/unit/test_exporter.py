@@ -1,0 +1,98 @@
+"""The exporter against a real receiver: retries, spooling, recovery, bounds, shutdown."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from mfotel._internal.agent.exporter import Exporter
+from mfotel._internal.agent.spool import Spool
+from mfotel._internal.model import LogRecord, ResourceLogs, Scope
+from mfotel._internal.otlp.encode import encode_logs
+from mfotel.testing import OTLPReceiver
+
+
+def _payload(text: str) -> bytes:
+    record = LogRecord(time_ns=1, observed_ns=2, body=text)
+    return encode_logs([ResourceLogs({"service.name": "t"}, Scope("t"), [record])])
+
+
+def _dead_endpoint() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_retryable_failures_are_retried_and_nothing_is_spooled(tmp_path: Path) -> None:
+    """Two 503 answers then success: the request arrives once and the spool stays empty."""
+    warnings: list[str] = []
+    with OTLPReceiver(grpc=False) as rx:
+        rx.fail_next(2, status=503)
+        spool = Spool(str(tmp_path), 1 << 20)
+        exporter = Exporter(
+            spool, {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint}, warnings.append
+        )
+        exporter.submit("logs", _payload("a"), 1)
+        exporter.shutdown(5.0)
+        assert [str(r.body) for r in rx.logs()] == ["a"]
+    assert spool.pending()["logs"] == 0
+    assert exporter.counts[("logs", "exported")] == 1
+    assert warnings == []
+
+
+def test_a_dead_collector_means_spooled_with_one_warning(tmp_path: Path) -> None:
+    """With nobody listening every request is spooled and one warning line is given."""
+    warnings: list[str] = []
+    spool = Spool(str(tmp_path), 1 << 20)
+    exporter = Exporter(spool, {"OTEL_EXPORTER_OTLP_ENDPOINT": _dead_endpoint()}, warnings.append)
+    for text in "abc":
+        exporter.submit("logs", _payload(text), 1)
+    exporter.shutdown(5.0)
+    assert spool.pending()["logs"] == 3
+    assert exporter.counts[("logs", "spooled")] == 3
+    assert len(warnings) == 1 and "connection refused" in warnings[0]
+
+
+def test_after_recovery_the_exporter_sends_what_it_spooled(tmp_path: Path) -> None:
+    """Once a send succeeds again, this process's spooled requests go out too, once."""
+    with OTLPReceiver(grpc=False) as rx:
+        rx.fail_next(3, status=400)  # not retryable: spooled, exporter backs off
+        spool = Spool(str(tmp_path), 1 << 20)
+        exporter = Exporter(
+            spool, {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint}, lambda _: None
+        )
+        exporter.submit("logs", _payload("early"), 1)
+        assert exporter.wait_idle(5.0)
+        assert spool.pending()["logs"] == 1
+        exporter._down_until = 0.0  # skip the back-off wait instead of sleeping through it
+        rx.fail_next(0)
+        exporter.submit("logs", _payload("late"), 1)
+        exporter.shutdown(5.0)
+        assert sorted(str(r.body) for r in rx.logs()) == ["early", "late"]
+    assert spool.pending()["logs"] == 0
+
+
+def test_a_full_spool_drops_and_counts(tmp_path: Path) -> None:
+    """Past MFOTEL_SPOOL_MAX_MB new requests are dropped, counted, and said once."""
+    warnings: list[str] = []
+    spool = Spool(str(tmp_path), 150)
+    exporter = Exporter(spool, {"OTEL_EXPORTER_OTLP_ENDPOINT": _dead_endpoint()}, warnings.append)
+    for text in ("a" * 60, "b" * 60, "c" * 60):
+        exporter.submit("logs", _payload(text), 1)
+    exporter.shutdown(5.0)
+    assert exporter.counts[("logs", "spooled")] == 1
+    assert exporter.counts[("logs", "dropped")] == 2
+    assert any("full" in w for w in warnings)
+
+
+def test_spooled_requests_are_claimed_once(tmp_path: Path) -> None:
+    """Two claimers never get the same spooled request; a released one can be claimed again."""
+    spool = Spool(str(tmp_path), 1 << 20)
+    spool.put("traces", b"x", 1)
+    first = list(spool.claim_all())
+    assert len(first) == 1 and list(Spool(str(tmp_path), 1 << 20).claim_all()) == []
+    first[0].release()
+    again = list(spool.claim_all())
+    assert len(again) == 1
+    again[0].done()
+    assert spool.pending()["traces"] == 0
