@@ -9,13 +9,14 @@ DATA_LOSS.
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import socket
-import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import ssl
 from urllib.parse import urlsplit
 
 from mfotel import __version__
@@ -59,6 +60,8 @@ def make_transport(target: OtlpTarget) -> Transport:
 
 
 def _ssl_context(target: OtlpTarget) -> ssl.SSLContext:
+    import ssl  # only for https endpoints
+
     context = ssl.create_default_context(cafile=target.certificate)
     if target.client_certificate:
         context.load_cert_chain(target.client_certificate, target.client_key)
@@ -100,13 +103,18 @@ class HttpTransport:
         timeout = min(self.target.timeout_s, deadline_s - time.monotonic())
         if timeout <= 0:
             return SendResult(False, True, f"no time left to send to {self._where}")
-        body = gzip.compress(payload, 6) if self.target.compression == "gzip" else payload
+        if self.target.compression == "gzip":
+            import gzip
+
+            body = gzip.compress(payload, 6)
+        else:
+            body = payload
         try:
             conn = self._connection(timeout)
             conn.request("POST", self._path, body=body, headers=self._headers)
             response = conn.getresponse()
             response.read()
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # ssl.SSLError is an OSError
             self.close()
             return SendResult(False, True, self._describe(exc))
         status = response.status
