@@ -42,6 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 ENV_SOCKET = "MFOTEL_AGENT_SOCKET"
 ENV_SPOOL = "MFOTEL_SPOOL_DIR"
 ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
+ENV_RELAY = "MFOTEL_RELAY_SOCKET"
 SPAN_KIND_INTERNAL = 1
 SPAN_KIND_SERVER = 2
 RUN_COMMANDS = ("cli/run", "cli/resume")
@@ -152,6 +153,13 @@ class _Run:
         self.spool_dir = _spool_dir(obj)
         self.socket_path = os.path.join(socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock")
         self.agent = _start_agent(self.socket_path, self.spool_dir, self.mode)
+        self.relay_path: str | None = None
+        if settings.MFOTEL_CAPTURE_LOGS.get_bool():
+            from mfotel.logs import _relay
+
+            relay_path = self.socket_path[: -len(".sock")] + ".relay"
+            if _relay.start(relay_path, self.socket_path, self.spool_dir) is not None:
+                self.relay_path = relay_path
         self.client = AgentClient(self.socket_path, self.spool_dir, "runtime")
         self.tags = identity.clean_tags(kwargs.get("tags") or (), warn)
         self.tags += [t for t in identity.extra_tags(os.environ, warn) if t not in self.tags]
@@ -204,6 +212,8 @@ class _Run:
             inject(scope.context, self.baggage, _propagators(), env)
         env[ENV_SOCKET] = self.socket_path
         env[ENV_SPOOL] = self.spool_dir
+        if self.relay_path:
+            env[ENV_RELAY] = self.relay_path
         env[ENV_LAUNCH] = str(time.time_ns())
 
     def event(self, body: dict[str, Any]) -> None:
@@ -311,11 +321,13 @@ class _Task:
         self.current = self.context
         inject(self.context, self.baggage, _propagators(), os.environ)
         _join_user_opentelemetry(self.context)
-        self.tee_pid: int | None = None
+        self.captured = False
         if settings.MFOTEL_CAPTURE_LOGS.get_bool():
             from mfotel.logs import _tee
 
-            self.tee_pid = _tee.start(self.socket_path, self.spool_dir, self.scope.ctx_json)
+            self.captured = _tee.start(
+                self.socket_path, self.spool_dir, self.scope.ctx_json, os.environ.get(ENV_RELAY)
+            )
 
     def finish(self, exc: BaseException | None) -> None:
         result = "failure" if _failed(exc) else "success"
@@ -326,7 +338,7 @@ class _Task:
             self.start_ns,
             exc,
             attrs={"cicd.pipeline.task.run.result": result},
-            tee=self.tee_pid is not None,
+            tee=self.captured,
         )
         self.scope.client.close(timeout_s=1.0)
 

@@ -24,8 +24,6 @@ import os
 import select
 import sys
 
-from mfotel.logs._mflog import header, new_uid, now_us_ns
-
 TYPE_CHECKING = False  # typing itself costs the tee ~8 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,17 +31,17 @@ if TYPE_CHECKING:
     from mfotel._internal.ipc import AgentClient
 
 CHUNK = 65536
-MAX_PARTIAL = 1024 * 1024  # a "line" this long without a newline is emitted as it is
 _STREAMS = ((1, "stdout"), (2, "stderr"))
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mfotel.logs._tee import main; main()"
 
 
-def start(socket_path: str | None, spool_dir: str | None, context_json: bytes) -> int | None:
-    """Start the tee and point fds 1 and 2 at it; returns its pid, or None if it could not."""
-    import subprocess
-
-    import mfotel
-
+def start(
+    socket_path: str | None,
+    spool_dir: str | None,
+    context_json: bytes,
+    relay_path: str | None = None,
+) -> bool:
+    """Point fds 1 and 2 at the run's log relay, or at a tee of our own; False if neither."""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -51,12 +49,40 @@ def start(socket_path: str | None, spool_dir: str | None, context_json: bytes) -
         pass
     pipes: list[tuple[int, int]] = []
     originals: list[int] = []
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))
     try:
         for fd, _ in _STREAMS:
             pipes.append(os.pipe())
             originals.append(os.dup(fd))
         fds = [pipes[0][0], pipes[1][0], originals[0], originals[1]]
+        handed = False
+        if relay_path:
+            from mfotel.logs._relay import hand_over
+
+            handed = hand_over(relay_path, context_json, fds, timeout_s=1.0)
+        if not handed:
+            _spawn(fds, socket_path, spool_dir, context_json)
+    except (OSError, ValueError):
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+        for o in originals:
+            os.close(o)
+        return False
+    for (fd, _), (r, w), original in zip(_STREAMS, pipes, originals):
+        os.dup2(w, fd)
+        os.close(w)
+        os.close(r)
+        os.close(original)
+    return True
+
+
+def _spawn(fds: list[int], socket_path: str | None, spool_dir: str | None, ctx: bytes) -> None:
+    import subprocess
+
+    import mfotel
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))
+    try:
         tee = subprocess.Popen(
             [
                 sys.executable,
@@ -68,7 +94,7 @@ def start(socket_path: str | None, spool_dir: str | None, context_json: bytes) -
                 ",".join(map(str, fds)),
                 socket_path or "",
                 spool_dir or "",
-                context_json.decode("utf-8"),
+                ctx.decode("utf-8"),
             ],
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
@@ -76,21 +102,10 @@ def start(socket_path: str | None, spool_dir: str | None, context_json: bytes) -
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C for the task must not cut its logs short
         )
-    except (OSError, ValueError, subprocess.SubprocessError):
-        for r, w in pipes:
-            os.close(r)
-            os.close(w)
-        for o in originals:
-            os.close(o)
-        return None
-    for (fd, _), (r, w), original in zip(_STREAMS, pipes, originals):
-        os.dup2(w, fd)
-        os.close(w)
-        os.close(r)
-        os.close(original)
+    except subprocess.SubprocessError as exc:
+        raise OSError(str(exc)) from exc
     # The tee outlives this process by design; nobody here waits for it.
     tee.returncode = 0
-    return tee.pid
 
 
 def main() -> None:
@@ -161,58 +176,34 @@ def _run(
     make_client: Callable[[], AgentClient],
     context_json: bytes,
 ) -> None:
-    from _json import encode_basestring  # json's C encoder, without json's import of re
+    from mfotel.logs._lines import Stream, closed_message
 
     client = make_client()
     poller = select.poll()
-    partial: dict[int, bytes] = {}
-    route: dict[int, tuple[int, str]] = {}
-    for reader, output, (_, stream) in zip(readers, outputs, _STREAMS):
+    streams: dict[int, Stream] = {}
+    for reader, output, (_, name) in zip(readers, outputs, _STREAMS):
         poller.register(reader, select.POLLIN)
-        partial[reader] = b""
-        route[reader] = (output, stream)
+        streams[reader] = Stream(output, name, context_json)
     console_ok = {output: True for output in outputs}
-    prefix = b'{"t":"log","ctx":' + context_json + b',"lines":'
-    open_readers = len(readers)
-    while open_readers:
+    while streams:
         for reader, _ in poller.poll():
             try:
                 chunk = os.read(reader, CHUNK)
             except InterruptedError:
                 continue
-            output, stream = route[reader]
-            if not chunk:
+            stream = streams[reader]
+            message = stream.feed(chunk)
+            if stream.pending:
+                if console_ok[stream.output]:
+                    console_ok[stream.output] = _write_all(stream.output, stream.pending)
+                stream.pending = b""
+            if message is not None:
+                try:
+                    client.send_raw(message)
+                except Exception:  # telemetry trouble never stops the forwarding
+                    pass
+            if stream.closed:
                 poller.unregister(reader)
-                open_readers -= 1
-                lines = [partial[reader]] if partial[reader] else []
-                partial[reader] = b""
-            else:
-                data = partial[reader] + chunk
-                lines = data.split(b"\n")
-                rest = lines.pop()
-                if len(rest) > MAX_PARTIAL:
-                    lines.append(rest)
-                    rest = b""
-                partial[reader] = rest
-            if not lines:
-                continue
-            time_ns = now_us_ns()
-            out: list[bytes] = []
-            records: list[tuple[str, int, str, str]] = []
-            for line in lines:
-                uid = new_uid()
-                out.append(header(time_ns, b"task", uid, True) + line + b"\n")
-                text = line[:-1] if line.endswith(b"\r") else line
-                records.append((uid, time_ns, stream, text.decode("utf-8", "replace")))
-            if console_ok[output]:
-                console_ok[output] = _write_all(output, b"".join(out))
-            try:
-                encoded = ",".join(
-                    f'["{uid}",{time_ns},"{stream}",{encode_basestring(text)}]'
-                    for uid, time_ns, stream, text in records
-                ).encode("utf-8", "replace")
-                client.send_raw(prefix + b"[" + encoded + b"]}\n")
-            except Exception:  # telemetry trouble never stops the forwarding
-                pass
-    client.send_raw(b'{"t":"logs_closed","ctx":' + context_json + b"}\n")
+                del streams[reader]
+    client.send_raw(closed_message(context_json))
     client.close(timeout_s=2.0)

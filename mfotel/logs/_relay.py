@@ -1,0 +1,234 @@
+"""The run's log relay: one process that tees the output of every task on this host.
+
+A per-task tee costs each task a Python start-up (~15-20 ms of CPU); the relay pays it once
+per run. A task hands the relay its two output pipes and the runtime's two pipes over a Unix
+socket (``SCM_RIGHTS``), waits for a one-byte acknowledgement, and only then points its
+stdout and stderr at the pipes. If the relay does not answer, the task starts its own tee
+(:mod:`mfotel.logs._tee`), so a missing or stuck relay never costs a line.
+
+The relay never blocks on one task: writes to the runtime's pipes are non-blocking, and what
+the runtime has not taken yet waits per stream. When both of a task's pipes reach EOF and its
+lines have all been handed on, the relay closes the task's runtime pipes (which is how the
+runtime learns that the task ended) and tells the agent the task's logs are complete.
+
+Like the tee it imports only C-level modules, and it outlives the tasks it serves: it leaves
+when the runtime is gone and no task is left.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+from _socket import AF_UNIX, CMSG_LEN, SCM_RIGHTS, SOCK_STREAM, SOL_SOCKET
+from _socket import socket as _Socket
+from array import array
+
+from mfotel.logs._lines import Stream, closed_message
+
+TYPE_CHECKING = False  # typing itself costs ~8 ms to import
+if TYPE_CHECKING:
+    from mfotel._internal.ipc import AgentClient
+
+CHUNK = 65536
+MAX_HELLO = 1 << 20
+IDLE_POLL_MS = 500
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mfotel.logs._relay import main; main()"
+_NAMES = ("stdout", "stderr")
+
+
+class _Task:
+    __slots__ = ("context_json", "streams")
+
+    def __init__(self, context_json: bytes, streams: list[Stream]) -> None:
+        self.context_json = context_json
+        self.streams = streams
+
+
+class Relay:
+    def __init__(self, listen_path: str, client: AgentClient, parent_pid: int) -> None:
+        self.client = client
+        self.parent_pid = parent_pid
+        self.listener = _Socket(AF_UNIX, SOCK_STREAM)
+        self.listener.bind(listen_path)
+        os.chmod(listen_path, 0o600)
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+        self.poller = select.poll()
+        self.poller.register(self.listener.fileno(), select.POLLIN)
+        self.readers: dict[int, tuple[_Task, Stream]] = {}
+        self.blocked: dict[int, tuple[_Task, Stream]] = {}  # output fd -> stream with pending
+        self.tasks: set[_Task] = set()
+
+    def serve(self) -> None:
+        while self.tasks or _alive(self.parent_pid):
+            for fd, events in self.poller.poll(IDLE_POLL_MS):
+                if fd == self.listener.fileno():
+                    self._accept()
+                elif fd in self.readers:
+                    self._read(fd)
+                elif fd in self.blocked:
+                    self._flush(*self.blocked[fd])
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                # The C socket's accept: a bare fd.
+                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
+            except OSError:  # BlockingIOError included: nothing more to accept
+                return
+            conn = _Socket(AF_UNIX, SOCK_STREAM, 0, fd)
+            try:
+                self._register(conn)
+            except Exception:
+                pass  # no acknowledgement: the task falls back to its own tee
+            finally:
+                conn.close()
+
+    def _register(self, conn: _Socket) -> None:
+        conn.settimeout(2.0)
+        data, ancdata, _, _ = conn.recvmsg(MAX_HELLO, CMSG_LEN(4 * array("i").itemsize))
+        fds = array("i")
+        for level, kind, payload in ancdata:
+            if level == SOL_SOCKET and kind == SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if len(fds) != 4 or not data.endswith(b"\n"):
+            for fd in fds:
+                os.close(fd)
+            raise ValueError("a task sent a malformed hand-over")
+        reader_out, reader_err, output_out, output_err = fds
+        context_json = data[:-1]
+        streams = [
+            Stream(output_out, _NAMES[0], context_json),
+            Stream(output_err, _NAMES[1], context_json),
+        ]
+        task = _Task(context_json, streams)
+        for reader, stream in zip((reader_out, reader_err), streams):
+            os.set_blocking(stream.output, False)
+            self.readers[reader] = (task, stream)
+            self.poller.register(reader, select.POLLIN)
+        self.tasks.add(task)
+        conn.send(b"1")
+
+    def _read(self, reader: int) -> None:
+        task, stream = self.readers[reader]
+        try:
+            chunk = os.read(reader, CHUNK)
+        except InterruptedError:
+            return
+        except OSError:
+            chunk = b""
+        message = stream.feed(chunk)
+        if message is not None:
+            try:
+                self.client.send_raw(message)
+            except Exception:
+                pass
+        if stream.closed:
+            self.poller.unregister(reader)
+            del self.readers[reader]
+            os.close(reader)
+        self._flush(task, stream)
+
+    def _flush(self, task: _Task, stream: Stream) -> None:
+        """Hand the runtime what it will take now; wait for POLLOUT for the rest."""
+        while stream.pending:
+            try:
+                written = os.write(stream.output, stream.pending)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                stream.pending = b""  # the runtime is gone; the agent still gets the lines
+                break
+            stream.pending = stream.pending[written:]
+        output = stream.output
+        if stream.pending:
+            if output not in self.blocked:
+                self.blocked[output] = (task, stream)
+                self.poller.register(output, select.POLLOUT)
+            return
+        if output in self.blocked:
+            del self.blocked[output]
+            self.poller.unregister(output)
+        if stream.closed:
+            os.close(output)  # the runtime sees its pipe close: the task is over
+            stream.output = -1
+            if all(s.closed and s.output == -1 for s in task.streams):
+                self.tasks.discard(task)
+                try:
+                    self.client.send_raw(closed_message(task.context_json))
+                except Exception:
+                    pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main() -> None:
+    """``python -I -S -c _BOOT ROOT LISTEN_PATH AGENT_SOCKET SPOOL_DIR PARENT_PID``."""
+    from mfotel._internal.ipc import AgentClient
+
+    _, _, listen_path, socket_path, spool_dir, parent = sys.argv
+    client = AgentClient(socket_path or None, spool_dir or None, "relay")
+    relay = Relay(listen_path, client, int(parent))
+    try:
+        relay.serve()
+    finally:
+        client.close(timeout_s=2.0)
+        try:
+            os.unlink(listen_path)
+        except OSError:
+            pass
+
+
+def start(listen_path: str, socket_path: str, spool_dir: str) -> int | None:
+    """Start the relay for this run (from the runtime process); returns its pid."""
+    import subprocess
+
+    import mfotel
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))
+    try:
+        relay = subprocess.Popen(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                _BOOT,
+                root,
+                listen_path,
+                socket_path,
+                spool_dir,
+                str(os.getpid()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    relay.returncode = 0  # it outlives the runtime's last task; nobody here waits for it
+    return relay.pid
+
+
+def hand_over(listen_path: str, context_json: bytes, fds: list[int], timeout_s: float) -> bool:
+    """From a task: give the relay our pipes; True once it has acknowledged them."""
+    sock = _Socket(AF_UNIX, SOCK_STREAM)
+    try:
+        sock.settimeout(timeout_s)
+        sock.connect(listen_path)
+        sock.sendmsg([context_json + b"\n"], [(SOL_SOCKET, SCM_RIGHTS, array("i", fds).tobytes())])
+        return sock.recv(1) == b"1"
+    except OSError:
+        return False
+    finally:
+        sock.close()
