@@ -62,7 +62,7 @@ class Relay:
 
     def serve(self) -> None:
         while self.tasks or _alive(self.parent_pid):
-            for fd, events in self.poller.poll(IDLE_POLL_MS):
+            for fd, _ in self.poller.poll(IDLE_POLL_MS):
                 if fd == self.listener.fileno():
                     self._accept()
                 elif fd in self.readers:

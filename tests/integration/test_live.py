@@ -24,7 +24,10 @@ def test_a_line_arrives_within_two_seconds_while_its_task_runs(
     env = dict(os.environ, **otlp_env(receiver, SLOWFLOW_STOP=str(stop), SLOWFLOW_SECONDS="60"))
     flow = subprocess.Popen(
         [sys.executable, str(FLOWS / "slow_flow.py"), "run"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         arrived = receiver.wait_for(
