@@ -49,6 +49,18 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _check_everything_arrived(rx: OTLPReceiver, index: int) -> None:
+    """Every line, span, metric point and event of the round arrived, exactly."""
+    logs, spans, points = rx.logs(), rx.spans(), rx.points()
+    uids = {r.attributes["log.record.uid"] for r in logs}
+    assert len(logs) == len(uids) == LINES, f"round {index}: {len(logs)} log records"
+    assert len(spans) == TASKS + 1, f"round {index}: {len(spans)} spans"
+    durations = [p for p in points if p.name == "metaflow.task.duration"]
+    assert len(durations) == TASKS, f"round {index}: {len(durations)} duration points"
+    started = [s for s in spans if any(e.name == "metaflow.task.start" for e in s.events)]
+    assert len(started) == TASKS, f"round {index}: {len(started)} spans with a start event"
+
+
 def run_once(env: dict[str, str]) -> tuple[float, float]:
     workdir = tempfile.mkdtemp(prefix="mfotel-bench-")
     try:
@@ -93,20 +105,23 @@ def main() -> None:
                     rx.clear()
                 results[mode].append(run_once(modes[mode]))
                 if mode == "mfotel":
-                    logs = len(rx.logs())
-                    spans = len(rx.spans())
-                    assert logs >= LINES, f"mfotel round {index}: {logs} log records < {LINES}"
-                    assert spans >= TASKS + 1, f"mfotel round {index}: {spans} spans"
-    print(
-        f"WideFlow, 16 tasks x 20 lines, --max-workers 2, {rounds} rounds, {os.cpu_count()} cores"
-    )
-    print(f"{'mode':<10}{'wall s':>10}{'cpu s':>10}{'wall x':>10}{'cpu x':>10}")
-    off_wall = statistics.median(w for w, _ in results["off"])
-    off_cpu = statistics.median(c for _, c in results["off"])
+                    _check_everything_arrived(rx, index)
+    cores = os.cpu_count()
+    print(f"WideFlow, 16 tasks x 20 lines, --max-workers 2, {rounds} rounds, {cores} cores")
+    print("ratio of medians, and [median of per-round ratios, paired within a round]")
+    print(f"{'mode':<10}{'wall s':>9}{'cpu s':>9}{'wall x':>17}{'cpu x':>17}")
+    off = results["off"]
+    off_wall = statistics.median(w for w, _ in off)
+    off_cpu = statistics.median(c for _, c in off)
     for mode, samples in results.items():
         wall = statistics.median(w for w, _ in samples)
         cpu = statistics.median(c for _, c in samples)
-        print(f"{mode:<10}{wall:>10.2f}{cpu:>10.2f}{wall / off_wall:>10.3f}{cpu / off_cpu:>10.3f}")
+        paired_wall = statistics.median(s[0] / o[0] for s, o in zip(samples, off))
+        paired_cpu = statistics.median(s[1] / o[1] for s, o in zip(samples, off))
+        print(
+            f"{mode:<10}{wall:>9.2f}{cpu:>9.2f}"
+            f"{wall / off_wall:>9.3f} [{paired_wall:.3f}]{cpu / off_cpu:>9.3f} [{paired_cpu:.3f}]"
+        )
 
 
 if __name__ == "__main__":
