@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +39,19 @@ def attempt_folder(root: str, ctx: Mapping[str, Any]) -> str | None:
     return os.path.join(root, *parts)  # type: ignore[arg-type]
 
 
-def read_lines(folder: str, attempt: int) -> Iterator[tuple[str, int, str, str, str]]:
-    """(uid, time_ns, stream, source, text) of every valid mflog line of the attempt's logs."""
+def read_lines(
+    folder: str, attempt: int, skip: Container[str] = ()
+) -> Iterator[tuple[str, int, str, str, str]]:
+    """(uid, time_ns, stream, source, text) of every valid mflog line of the attempt's logs,
+    except those whose id is in ``skip`` (their timestamps are never parsed)."""
     for prefix, stream in LOG_FILES:
         path = os.path.join(folder, f"{attempt}.{prefix}_{stream}.log")
         if not os.path.exists(path):
             continue
         with open(path, "rb") as handle:
             for raw in handle:
+                if skip and _uid_of(raw) in skip:
+                    continue
                 parsed = parse(raw.rstrip(b"\n"))
                 if parsed is None:
                     continue
@@ -58,6 +63,14 @@ def read_lines(folder: str, attempt: int) -> Iterator[tuple[str, int, str, str, 
                     parsed.source,
                     text.decode("utf-8", "replace"),
                 )
+
+
+def _uid_of(raw: bytes) -> str:
+    """The id field of an mflog line, cheaply (no timestamp parsing); "" if there is none."""
+    head, sep, _ = raw.partition(b"]")
+    if not sep:
+        return ""
+    return head.rsplit(b"|", 1)[-1].decode("ascii", "replace")
 
 
 @dataclass
@@ -91,7 +104,9 @@ class Sweeper:
         now = time.monotonic()
         self._pending[sid] = _Pending(ctx, folder, attempt, now + FIRST_TRY_S, now + GIVE_UP_S)
 
-    def due(self, final: bool = False) -> Iterator[tuple[Mapping[str, Any], list[Any]]]:
+    def due(
+        self, final: bool = False, seen: Any = None
+    ) -> Iterator[tuple[Mapping[str, Any], list[Any]]]:
         now = time.monotonic()
         for sid, pending in list(self._pending.items()):
             if not final and now < pending.first_try:
@@ -107,4 +122,5 @@ class Sweeper:
             pending.sizes = sizes
             if settled or final or now >= pending.give_up:
                 del self._pending[sid]
-                yield pending.ctx, list(read_lines(pending.folder, pending.attempt))
+                skip = seen(pending.ctx) if seen is not None else ()
+                yield pending.ctx, list(read_lines(pending.folder, pending.attempt, skip))

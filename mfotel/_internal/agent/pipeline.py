@@ -120,6 +120,10 @@ class Pipeline:
             self._spans.append((self._context(ctx).resource_key, span))
         self.assembler.orphan(conn, now)
 
+    def seen_lines(self, ctx: Mapping[str, Any]) -> set[str]:
+        """Line ids already handled for this attempt (the sweep skips them unparsed)."""
+        return self._seen_for(str(ctx.get("sid", "")))
+
     def add_persisted_lines(
         self, ctx: Mapping[str, Any], lines: list[tuple[str, int, str, str, str]]
     ) -> int:

@@ -84,7 +84,7 @@ class Agent:
             except OSError:
                 pass
         self._ingest_inbox()
-        for ctx, lines in self.sweeper.due(final=True):
+        for ctx, lines in self.sweeper.due(final=True, seen=self.pipeline.seen_lines):
             self.pipeline.add_persisted_lines(ctx, lines)
         self.pipeline.finish()
 
@@ -160,7 +160,7 @@ class Agent:
         if now - self._last_inbox >= INBOX_EVERY_S:
             self._last_inbox = now
             self._ingest_inbox()
-        for ctx, lines in self.sweeper.due():
+        for ctx, lines in self.sweeper.due(seen=self.pipeline.seen_lines):
             self.pipeline.add_persisted_lines(ctx, lines)
         self.pipeline.tick()
 
