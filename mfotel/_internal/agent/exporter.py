@@ -52,6 +52,7 @@ class Exporter:
         self._backoff = 1.0
         self._warned = False
         self._config_errors: dict[str, str] = {}
+        self._said: set[str] = set()
         self._deadline: float | None = None
         self.counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
@@ -149,7 +150,12 @@ class Exporter:
         transport = self._transports.get(signal)
         if transport is None:
             try:
-                transport = make_transport(resolve_target(signal, self._environ))  # type: ignore[arg-type]
+                target = resolve_target(signal, self._environ)  # type: ignore[arg-type]
+                for warning in getattr(target, "warnings", ()):
+                    if warning not in self._said:  # the same variable serves several signals
+                        self._said.add(warning)
+                        self._warn(f"mfotel: {warning}")
+                transport = make_transport(target)
             except ConfigError as exc:
                 # Said once, with the spooling that follows from it (see _to_spool).
                 self._config_errors[signal] = str(exc)
