@@ -86,6 +86,8 @@ def run(environ: Mapping[str, str], spool_folder: str | None = None) -> Report:
         if state != "answers":
             ok = False
         lines.append(f"  {signal:<8} {target.protocol:<14} {target.endpoint}{where}: {state}")
+        for warning in target.warnings:
+            lines.append(f"           warning: {warning}")
     folder = os.path.abspath(spool_folder) if spool_folder else default_spool_dir(environ)
     pending = Spool(folder, 1 << 62).pending()
     waiting = sum(pending.values())

@@ -25,6 +25,7 @@ class ReplayResult:
     summary: str
     sent: Counter[str] = field(default_factory=Counter)
     left: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
 
 
 class _SpoolSink:
@@ -87,6 +88,7 @@ def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResul
             try:
                 target = resolve_target(claimed.signal, environ)  # type: ignore[arg-type]
                 transport = transports[claimed.signal] = make_transport(target)
+                result.warnings.extend(w for w in target.warnings if w not in result.warnings)
             except ConfigError as exc:
                 failure = str(exc)
                 claimed.release()
@@ -106,7 +108,8 @@ def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResul
             failure = sent.detail
     for transport in transports.values():
         transport.close()
-    sent_text = ", ".join(f"{n} {s}" for s, n in sorted(result.sent.items())) or "nothing"
+    nouns = {"traces": "spans", "logs": "log records", "metrics": "metric points"}
+    sent_text = ", ".join(f"{n} {nouns[s]}" for s, n in sorted(result.sent.items())) or "nothing"
     if failure:
         result.ok = False
         left = sum(result.left.values())

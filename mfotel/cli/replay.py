@@ -19,5 +19,7 @@ from mfotel._internal import replay as replaying
 def replay(spool_dir: str | None) -> None:
     """Send spooled telemetry to the configured collector; each item at most once."""
     result = replaying.replay(os.environ, spool_dir)
+    for warning in result.warnings:
+        click.echo(f"mfotel replay: {warning}", err=True)
     click.echo(result.summary)
     raise SystemExit(0 if result.ok else 1)

@@ -50,6 +50,8 @@ def _parse_args(argv: list[str]) -> _Args:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    # grpcio's C core prints its own connection errors on stderr; our one warning line is enough.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     # The run's Ctrl-C is for the runtime; the agent finishes when the runtime says so.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
