@@ -24,6 +24,7 @@ from _socket import AF_UNIX, CMSG_LEN, SCM_RIGHTS, SOCK_STREAM, SOL_SOCKET
 from _socket import socket as _Socket
 from array import array
 
+from mfotel._internal.proc import alive
 from mfotel.logs._lines import Stream, closed_message
 
 TYPE_CHECKING = False  # typing itself costs ~8 ms to import
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 CHUNK = 65536
 MAX_HELLO = 1 << 20
 IDLE_POLL_MS = 500
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mfotel.logs._relay import main; main()"
 _NAMES = ("stdout", "stderr")
 
 
@@ -61,7 +61,7 @@ class Relay:
         self.tasks: set[_Task] = set()
 
     def serve(self) -> None:
-        while self.tasks or _alive(self.parent_pid):
+        while self.tasks or alive(self.parent_pid):
             for fd, _ in self.poller.poll(IDLE_POLL_MS):
                 if fd == self.listener.fileno():
                     self._accept()
@@ -161,16 +161,6 @@ class Relay:
                     pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def main() -> None:
     """``python -I -S -c _BOOT ROOT LISTEN_PATH AGENT_SOCKET SPOOL_DIR PARENT_PID``."""
     from mfotel._internal.ipc import AgentClient
@@ -190,34 +180,14 @@ def main() -> None:
 
 def start(listen_path: str, socket_path: str, spool_dir: str) -> int | None:
     """Start the relay for this run (from the runtime process); returns its pid."""
-    import subprocess
+    from mfotel._internal.proc import spawn_lean
 
-    import mfotel
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))
     try:
-        relay = subprocess.Popen(
-            [
-                sys.executable,
-                "-I",
-                "-S",
-                "-c",
-                _BOOT,
-                root,
-                listen_path,
-                socket_path,
-                spool_dir,
-                str(os.getpid()),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        return spawn_lean(
+            "mfotel.logs._relay", [listen_path, socket_path, spool_dir, str(os.getpid())]
         )
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         return None
-    relay.returncode = 0  # it outlives the runtime's last task; nobody here waits for it
-    return relay.pid
 
 
 def hand_over(listen_path: str, context_json: bytes, fds: list[int], timeout_s: float) -> bool:

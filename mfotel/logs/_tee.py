@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 CHUNK = 65536
 _STREAMS = ((1, "stdout"), (2, "stderr"))
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from mfotel.logs._tee import main; main()"
 
 
 def start(
@@ -77,35 +76,10 @@ def start(
 
 
 def _spawn(fds: list[int], socket_path: str | None, spool_dir: str | None, ctx: bytes) -> None:
-    import subprocess
+    from mfotel._internal.proc import spawn_lean
 
-    import mfotel
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))
-    try:
-        tee = subprocess.Popen(
-            [
-                sys.executable,
-                "-I",
-                "-S",
-                "-c",
-                _BOOT,
-                root,
-                ",".join(map(str, fds)),
-                socket_path or "",
-                spool_dir or "",
-                ctx.decode("utf-8"),
-            ],
-            pass_fds=fds,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C for the task must not cut its logs short
-        )
-    except subprocess.SubprocessError as exc:
-        raise OSError(str(exc)) from exc
-    # The tee outlives this process by design; nobody here waits for it.
-    tee.returncode = 0
+    args = [",".join(map(str, fds)), socket_path or "", spool_dir or "", ctx.decode("utf-8")]
+    spawn_lean("mfotel.logs._tee", args, pass_fds=tuple(fds))
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from mfotel._internal.agent.pipeline import Pipeline
 from mfotel._internal.agent.spool import Spool
+from mfotel._internal.proc import alive
 from mfotel.logs._persisted import Sweeper
 
 TICK_S = 0.05
@@ -93,7 +94,7 @@ class Agent:
     def _done(self) -> bool:
         if self.pipeline.run_ended and self._runtime_seen and not self._runtime_conns:
             return True
-        return self.parent_pid is not None and not _alive(self.parent_pid)
+        return self.parent_pid is not None and not alive(self.parent_pid)
 
     def _accept(self) -> None:
         while True:
@@ -176,13 +177,3 @@ class Agent:
                 os.unlink(path)
             except OSError:
                 pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
