@@ -1,0 +1,141 @@
+"""Log capture with real processes: through the run's relay, and through a task's own tee."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from metaflow.mflog import mflog
+
+from mfotel.logs import _relay
+
+TASK = """
+import os, signal, sys
+from mfotel.logs import _tee
+ok = _tee.start(sys.argv[1], sys.argv[2], b'{"tid":"t","sid":"s"}', sys.argv[3] or None)
+print("captured %s" % ok)
+print("to stderr", file=sys.stderr)
+os.write(1, b"raw fd line\\n")
+sys.stdout.write("no newline at the end")
+sys.stdout.flush()
+if sys.argv[4] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+class FakeAgent:
+    """Collects the JSON lines the tee or relay sends (a stand-in for the agent's socket)."""
+
+    def __init__(self, path: str) -> None:
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(8)
+        self.messages: list[dict[str, object]] = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self.server.accept()
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        buffer = b""
+        while chunk := conn.recv(65536):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            with self.cond:
+                self.messages += [json.loads(line) for line in lines]
+                self.cond.notify_all()
+
+    def wait_closed(self, timeout: float = 10) -> bool:
+        with self.cond:
+            return self.cond.wait_for(
+                lambda: any(m["t"] == "logs_closed" for m in self.messages), timeout
+            )
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> FakeAgent:
+    return FakeAgent(str(tmp_path / "agent.sock"))
+
+
+def _run_task(tmp_path: Path, relay: str, how: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-c", TASK, str(tmp_path / "agent.sock"), str(tmp_path), relay, how],
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _check(result: subprocess.CompletedProcess[bytes], agent: FakeAgent, via: str) -> None:
+    assert agent.wait_closed(), "the capture never said the task's logs were complete"
+    roles = {m["role"] for m in agent.messages if m["t"] == "hello"}
+    assert roles == {via}, f"expected the lines to come through the {via}, got {roles}"
+    runtime_lines = {
+        stream: [mflog.parse(line) for line in data.splitlines()]
+        for stream, data in (("stdout", result.stdout), ("stderr", result.stderr))
+    }
+    sent = {
+        uid: (stream, text)
+        for m in agent.messages
+        if m["t"] == "log"
+        for uid, _, stream, text in m["lines"]  # type: ignore[attr-defined]
+    }
+    seen = {}
+    for stream, parsed in runtime_lines.items():
+        for line in parsed:
+            assert line is not None and line.should_persist, "every line reaches Metaflow marked"
+            seen[line.id.decode()] = (stream, line.msg.decode())
+    assert seen == sent, "Metaflow and the agent must see the same lines under the same ids"
+    texts = sorted(text for _, text in seen.values())
+    assert texts == sorted(["captured True", "to stderr", "raw fd line", "no newline at the end"])
+
+
+def test_a_tasks_own_tee_captures_every_line(tmp_path: Path, agent: FakeAgent) -> None:
+    """Without a relay the task's own tee forwards each line marked, and the agent gets it too."""
+    result = _run_task(tmp_path, relay="", how="exit")
+    assert result.returncode == 0
+    _check(result, agent, "tee")
+
+
+def test_the_runs_relay_captures_every_line(tmp_path: Path, agent: FakeAgent) -> None:
+    """Through the run's relay the same lines reach Metaflow and the agent under the same ids."""
+    listen = str(tmp_path / "relay.sock")
+    assert _relay.start(listen, str(tmp_path / "agent.sock"), str(tmp_path)) is not None
+    for _ in range(200):
+        if os.path.exists(listen):
+            break
+        threading.Event().wait(0.01)
+    result = _run_task(tmp_path, relay=listen, how="exit")
+    assert result.returncode == 0
+    _check(result, agent, "relay")
+
+
+def test_a_dead_relay_falls_back_to_the_tasks_own_tee(tmp_path: Path, agent: FakeAgent) -> None:
+    """If nothing answers at the relay's socket, the task's output is still fully captured."""
+    result = _run_task(tmp_path, relay=str(tmp_path / "no-relay.sock"), how="exit")
+    assert result.returncode == 0
+    _check(result, agent, "tee")
+
+
+@pytest.mark.parametrize("relay", [False, True])
+def test_a_killed_task_loses_no_line(tmp_path: Path, agent: FakeAgent, relay: bool) -> None:
+    """A task killed by SIGKILL right after writing still has every line delivered."""
+    listen = ""
+    if relay:
+        listen = str(tmp_path / "relay.sock")
+        _relay.start(listen, str(tmp_path / "agent.sock"), str(tmp_path))
+        for _ in range(200):
+            if os.path.exists(listen):
+                break
+            threading.Event().wait(0.01)
+    result = _run_task(tmp_path, relay=listen, how="kill")
+    assert result.returncode == -9
+    _check(result, agent, "relay" if relay else "tee")
