@@ -77,6 +77,16 @@ def run_demo(echo: Callable[[str], None], keep: str | None = None) -> int:
         f"Metric points: {len(points)} ({', '.join(f'{k} x{v}' for k, v in sorted(names.items()))})"
     )
     echo(f"Span events: {events}")
+    structured_records = [r for r in logs if isinstance(r.body, dict)]
+    if structured_records:
+        sample = structured_records[0]
+        echo("\nOne log record, as a backend receives it:")
+        echo(f"  body: {sample.body}")
+        echo(f"  severity: {sample.severity_text or sample.severity_number}")
+        echo(f"  trace_id/span_id: {sample.trace_id}/{sample.span_id}")
+        for key, value in sorted(sample.identity.items()):
+            if key.startswith(("metaflow.", "log.", "service.", "deployment.")):
+                echo(f"  {key}: {value}")
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
     ok = code == 0 and spans and logs and points

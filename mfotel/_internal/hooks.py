@@ -162,6 +162,8 @@ class _Run:
                 self.relay_path = relay_path
         self.client = AgentClient(self.socket_path, self.spool_dir, "runtime")
         self.tags = identity.clean_tags(kwargs.get("tags") or (), warn)
+        sys_tags = getattr(getattr(obj, "metadata", None), "sticky_sys_tags", None) or ()
+        self.tags += [t for t in identity.clean_tags(sorted(sys_tags)) if t not in self.tags]
         self.tags += [t for t in identity.extra_tags(os.environ, warn) if t not in self.tags]
         self.origin_run_id = self._origin(obj, kwargs) if command == "cli/resume" else None
         self.run_id: str | None = None
@@ -287,7 +289,7 @@ class _Task:
         )
         tags = identity.clean_tags(kwargs.get("opt_tag") or (), warn)
         sys_tags = getattr(getattr(obj, "metadata", None), "sticky_sys_tags", None) or ()
-        tags += [t for t in identity.clean_tags(sys_tags) if t not in tags]
+        tags += [t for t in identity.clean_tags(sorted(sys_tags)) if t not in tags]
         tags += [t for t in identity.extra_tags(os.environ) if t not in tags]
         user = os.environ.get("METAFLOW_USER") or _username()
         resource = identity.resource_attributes(flow_name, run_id, user, tags, os.environ)

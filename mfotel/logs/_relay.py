@@ -86,7 +86,7 @@ class Relay:
                 conn.close()
 
     def _register(self, conn: _Socket) -> None:
-        conn.settimeout(2.0)
+        conn.settimeout(0.5)  # a hand-over is one message, sent right after connecting
         data, ancdata, _, _ = conn.recvmsg(MAX_HELLO, CMSG_LEN(4 * array("i").itemsize))
         fds = array("i")
         for level, kind, payload in ancdata:

@@ -134,6 +134,13 @@ def test_identity_is_on_every_span_record_and_point(probe: tuple[FlowRun, OTLPRe
         assert isinstance(identity["metaflow.task.attempt"], int)
 
 
+def test_the_run_and_its_tasks_share_one_resource(probe: tuple[FlowRun, OTLPReceiver]) -> None:
+    """The runtime and every task describe the run identically, so a backend groups them."""
+    _, rx = probe
+    resources = {tuple(sorted((k, str(v)) for k, v in s.resource.items())) for s in rx.spans()}
+    assert len(resources) == 1, resources
+
+
 def test_every_persisted_line_arrives_exactly_once(probe: tuple[FlowRun, OTLPReceiver]) -> None:
     """The set of log.record.uid equals the set of line ids Metaflow persisted, with no repeats."""
     run, rx = probe
