@@ -62,13 +62,20 @@ class Relay:
 
     def serve(self) -> None:
         while self.tasks or alive(self.parent_pid):
-            for fd, _ in self.poller.poll(IDLE_POLL_MS):
-                if fd == self.listener.fileno():
-                    self._accept()
-                elif fd in self.readers:
-                    self._read(fd)
-                elif fd in self.blocked:
-                    self._flush(*self.blocked[fd])
+            for fd, events in self.poller.poll(IDLE_POLL_MS):
+                try:
+                    if events & select.POLLNVAL:
+                        self.poller.unregister(fd)  # closed under us; nothing left to serve
+                    elif fd == self.listener.fileno():
+                        self._accept()
+                    elif fd in self.readers:
+                        self._read(fd)
+                    elif fd in self.blocked:
+                        self._flush(*self.blocked[fd])
+                except Exception:
+                    # The relay serves every task of the run: one task's trouble must not
+                    # stop it. (Per-chunk trouble is already handled in _read.)
+                    pass
 
     def _accept(self) -> None:
         while True:
@@ -118,7 +125,15 @@ class Relay:
             return
         except OSError:
             chunk = b""
-        message = stream.feed(chunk)
+        try:
+            message = stream.feed(chunk)
+        except Exception:
+            # Could not make lines of it: hand the bytes on unchanged (the runtime then mints
+            # their ids) rather than lose them.
+            stream.pending += stream.partial + chunk
+            stream.partial = b""
+            stream.closed = not chunk
+            message = None
         if message is not None:
             try:
                 self.client.send_raw(message)
