@@ -74,6 +74,7 @@ def ingest_inbox(spool: Spool) -> int:
 def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResult:
     folder = os.path.abspath(folder) if folder else default_spool_dir(environ)
     spool = Spool(folder, settings.MFOTEL_SPOOL_MAX_MB.get_int(environ) * 1024 * 1024)
+    spool.recover_stale_claims()
     ingest_inbox(spool)
     result = ReplayResult(ok=True, summary="")
     transports: dict[str, Transport] = {}

@@ -96,3 +96,24 @@ def test_spooled_requests_are_claimed_once(tmp_path: Path) -> None:
     assert len(again) == 1
     again[0].done()
     assert spool.pending()["traces"] == 0
+
+
+def test_a_claim_left_by_a_dead_sender_goes_back_to_the_spool(tmp_path: Path) -> None:
+    """A request claimed by a process that died is returned to the spool, not lost."""
+    import subprocess
+    import sys
+
+    spool = Spool(str(tmp_path), 1 << 20)
+    spool.put("logs", b"x", 1)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (path,) = list((tmp_path / "logs").iterdir())
+    path.rename(path.with_name(f".claimed-{dead.stdout.strip()}-{path.name}"))
+    assert spool.pending()["logs"] == 0
+    assert spool.recover_stale_claims() == 1
+    assert spool.pending()["logs"] == 1
+    assert spool.recover_stale_claims() == 0

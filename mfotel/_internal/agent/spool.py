@@ -74,6 +74,36 @@ class Spool:
         self._used = self.used_bytes() + len(payload)
         return True
 
+    def recover_stale_claims(self) -> int:
+        """Give back requests claimed by a sender that died before finishing; returns how many.
+
+        A claim is ``.claimed-<pid>-<name>``; if that process is gone, nobody will send or
+        release the request, so it goes back to the spool under its own name.
+        """
+        from mfotel._internal.proc import alive
+
+        recovered = 0
+        for folder in [os.path.join(self.folder, s) for s in SIGNALS] + [
+            os.path.join(self.folder, "inbox")
+        ]:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                if not name.startswith(_CLAIM):
+                    continue
+                pid_text, _, original = name[len(_CLAIM) :].partition("-")
+                if not pid_text.isdigit() or alive(int(pid_text)):
+                    continue
+                try:
+                    os.rename(os.path.join(folder, name), os.path.join(folder, original))
+                    recovered += 1
+                except OSError:
+                    pass
+        self._used = None
+        return recovered
+
     def claim_all(self, owner_pid: int | None = None) -> Iterator[Claimed]:
         """Claim spooled requests oldest first; with ``owner_pid``, only that process's."""
         for signal, path in sorted(self._files(), key=lambda item: os.path.basename(item[1])):
