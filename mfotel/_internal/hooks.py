@@ -262,10 +262,17 @@ class _Run:
         scope.send("run_end", {})
         self.client.close(timeout_s=1.0)
         timeout = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0 + 1.0
-        if self.agent is not None and not _wait_for_agent(self.agent, timeout):
+        state = _wait_for_agent(self.agent, timeout) if self.agent is not None else "done"
+        if state == "sending":
             warn(
                 "mfotel: the exporter is still sending; it goes on in the background "
                 f"(pid {self.agent.pid}) and spools what it cannot send"
+            )
+        elif state == "died":
+            code = self.agent.wait()
+            warn(
+                f"mfotel: the exporter stopped during the run (exit code {code}); what it had "
+                f"not sent yet is lost, the rest is in {self.spool_dir}: run `mfotel replay`"
             )
 
 
@@ -430,21 +437,22 @@ def _spool_dir(obj: Any) -> str:
     return paths.spool_dir(os.environ, local_root)
 
 
-def _wait_for_agent(agent: Any, timeout: float) -> bool:
-    """Wait for the agent to say it has sent (or spooled) everything: a byte on its pipe.
-
-    Waiting for the byte rather than the process spares the run the agent's own teardown.
-    """
+def _wait_for_agent(agent: Any, timeout: float) -> str:
+    """``done``, ``sending`` or ``died``: wait for the agent's byte saying it has sent (or
+    spooled) everything. Waiting for the byte, not the process, spares the run the agent's
+    own teardown; end of file without the byte means the agent died."""
     import select
 
     reader = agent.stdout
     if reader is None:
-        return True
+        return "done"
     try:
         ready, _, _ = select.select([reader], [], [], timeout)
-        return bool(ready)
+        if not ready:
+            return "sending"
+        return "done" if os.read(reader.fileno(), 1) else "died"
     except (OSError, ValueError):
-        return True
+        return "done"
 
 
 def _start_agent(socket_path: str, spool_dir: str, mode: str) -> Any:

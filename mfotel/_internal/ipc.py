@@ -114,6 +114,18 @@ class AgentClient:
                 self._sock.close()
                 self._sock = None
 
+    def spill_if_disconnected(self) -> None:
+        """With no agent reachable now, write what is queued to the inbox rather than wait."""
+        with self._lock:
+            if self._closed or not self._queue:
+                return
+            if self._sock is None:
+                self._next_connect = 0.0
+                if self._connect():
+                    self._pump()
+                    return
+                self._spill_queue()
+
     @property
     def connected(self) -> bool:
         return self._sock is not None

@@ -165,15 +165,18 @@ class Relay:
         if output in self.blocked:
             del self.blocked[output]
             self.poller.unregister(output)
-        if stream.closed:
-            os.close(output)  # the runtime sees its pipe close: the task is over
-            stream.output = -1
-            if all(s.closed and s.output == -1 for s in task.streams):
-                self.tasks.discard(task)
-                try:
-                    self.client.send_raw(closed_message(task.context_json))
-                except Exception:
-                    pass
+        if task in self.tasks and all(s.closed and not s.pending for s in task.streams):
+            self.tasks.discard(task)
+            try:
+                self.client.send_raw(closed_message(task.context_json))
+                # With no agent to take them, this task's lines go to the spool now, before
+                # the runtime learns the task ended (below), not whenever the relay exits.
+                self.client.spill_if_disconnected()
+            except Exception:
+                pass
+            for finished in task.streams:
+                os.close(finished.output)  # the runtime sees its pipes close: the task is over
+                finished.output = -1
 
 
 def main() -> None:

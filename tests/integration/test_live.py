@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,3 +44,61 @@ def test_a_line_arrives_within_two_seconds_while_its_task_runs(
         stop.write_text("stop")
         assert flow.wait(timeout=120) == 0
     assert any(r.body == "late line" for r in receiver.logs())
+
+
+def _agent_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path("/proc", entry, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"mfotel._internal.agent" in cmdline and b"--socket" in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def test_an_exporter_killed_mid_run_hurts_nothing_and_replay_recovers(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """Kill the agent mid-run: the flow still succeeds, one line says so, replay sends the rest."""
+    stop = tmp_path / "stop"
+    spool = tmp_path / "spool"
+    env = dict(
+        os.environ,
+        **otlp_env(
+            receiver, SLOWFLOW_STOP=str(stop), SLOWFLOW_SECONDS="60", MFOTEL_SPOOL_DIR=str(spool)
+        ),
+    )
+    before = set(_agent_pids())
+    flow = subprocess.Popen(
+        [sys.executable, str(FLOWS / "slow_flow.py"), "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert receiver.wait_for(lambda rx: any(r.body == "early line" for r in rx.logs()), 60)
+        (agent,) = set(_agent_pids()) - before
+        os.kill(agent, signal.SIGKILL)
+    finally:
+        stop.write_text("stop")
+        output, _ = flow.communicate(timeout=120)
+    assert flow.returncode == 0, output
+    warnings = [line for line in output.splitlines() if line.startswith("mfotel")]
+    assert len(warnings) == 1 and "exporter stopped during the run" in warnings[0], warnings
+    assert "late line" in output
+    replay = subprocess.run(
+        [sys.executable, "-m", "mfotel.cli", "replay", "--spool-dir", str(spool)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    bodies = [r.body for r in receiver.logs()]
+    assert bodies.count("late line") == 1
+    assert {s.name for s in receiver.spans()} >= {"end", "RUN SlowFlow"}
