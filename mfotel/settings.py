@@ -27,6 +27,7 @@ __all__ = [
     "MF_TRACING",
     "EnvVar",
     "SettingError",
+    "check_all",
     "tracing_mode",
 ]
 
@@ -192,6 +193,17 @@ ALL: tuple[EnvVar, ...] = (
     MFOTEL_CAPTURE_LOGS,
     MFOTEL_DEBUG,
 )
+
+
+def check_all(environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`SettingError` for the first setting whose value the kit cannot use."""
+    for var in ALL:
+        if var.kind == "int":
+            var.get_int(environ)
+        elif var.kind == "bool":
+            var.get_bool(environ)
+        else:
+            var.get_str(environ)
 
 
 def tracing_mode(environ: Mapping[str, str] | None = None) -> str:

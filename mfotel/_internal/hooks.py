@@ -43,6 +43,7 @@ ENV_SOCKET = "MFOTEL_AGENT_SOCKET"
 ENV_SPOOL = "MFOTEL_SPOOL_DIR"
 ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
 ENV_RELAY = "MFOTEL_RELAY_SOCKET"
+ENV_INERT = "MFOTEL_INERT"  # set by a runtime whose telemetry could not start
 SPAN_KIND_INTERNAL = 1
 SPAN_KIND_SERVER = 2
 RUN_COMMANDS = ("cli/run", "cli/resume")
@@ -149,12 +150,16 @@ class _Run:
         problem = propagators_warning(os.environ.get("OTEL_PROPAGATORS"))
         if problem:
             warn(f"mfotel: {problem}")
+        # Every setting is checked before anything starts: a bad one must leave nothing behind.
+        settings.check_all()
         self.mode = settings.tracing_mode()
+        capture = settings.MFOTEL_CAPTURE_LOGS.get_bool()
+        self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
         self.spool_dir = _spool_dir(obj)
         self.socket_path = os.path.join(socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock")
         self.agent = _start_agent(self.socket_path, self.spool_dir, self.mode)
         self.relay_path: str | None = None
-        if settings.MFOTEL_CAPTURE_LOGS.get_bool():
+        if capture:
             from mfotel.logs import _relay
 
             relay_path = self.socket_path[: -len(".sock")] + ".relay"
@@ -261,7 +266,7 @@ class _Run:
         )
         scope.send("run_end", {})
         self.client.close(timeout_s=1.0)
-        timeout = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0 + 1.0
+        timeout = self.shutdown_s + 1.0
         state = _wait_for_agent(self.agent, timeout) if self.agent is not None else "done"
         if state == "sending":
             warn(
@@ -500,9 +505,13 @@ def cli(name: str) -> Callable[[F], F]:
                     _run = _Run(name, _click_obj(), kwargs)
                 except Exception as exc:  # telemetry must never stop the run
                     warn(f"mfotel: telemetry is off for this run: {exc}")
+                    # Tasks inherit this environment: keep them inert, and quiet, too. (Not
+                    # MF_TRACING=off: the runtime already names our plugins on task command
+                    # lines, and tasks must still know them.)
+                    os.environ[ENV_INERT] = "1"
                     return func(*args, **kwargs)
                 state: _Run | _Task = _run
-            elif name == "cli/step" and _task is None:
+            elif name == "cli/step" and _task is None and not os.environ.get(ENV_INERT):
                 try:
                     _task = _Task(_click_obj(), kwargs)
                 except Exception as exc:

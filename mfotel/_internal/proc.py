@@ -19,6 +19,16 @@ def alive(pid: int) -> bool:
     return True
 
 
+def parent_gone(parent_pid: int) -> bool:
+    """True once the process that started us has exited.
+
+    Asked as "is it still our parent?", not "does the pid exist?": a parent that exited but
+    was not reaped yet (a zombie, e.g. while whoever ran it still reads our shared stderr)
+    still exists, and waiting for it to go away could wait forever.
+    """
+    return os.getppid() != parent_pid
+
+
 def spawn_lean(module: str, args: list[str], pass_fds: tuple[int, ...] = ()) -> int:
     """Start ``module.main()`` in a fresh ``python -I -S`` that sees only mfotel's own folder.
 

@@ -24,7 +24,7 @@ from _socket import AF_UNIX, CMSG_LEN, SCM_RIGHTS, SOCK_STREAM, SOL_SOCKET
 from _socket import socket as _Socket
 from array import array
 
-from mfotel._internal.proc import alive
+from mfotel._internal.proc import parent_gone
 from mfotel.logs._lines import Stream, closed_message
 
 TYPE_CHECKING = False  # typing itself costs ~8 ms to import
@@ -61,7 +61,7 @@ class Relay:
         self.tasks: set[_Task] = set()
 
     def serve(self) -> None:
-        while self.tasks or alive(self.parent_pid):
+        while self.tasks or not parent_gone(self.parent_pid):
             for fd, events in self.poller.poll(IDLE_POLL_MS):
                 try:
                     if events & select.POLLNVAL:

@@ -280,3 +280,15 @@ def test_invalid_extra_tags_are_skipped_with_a_warning(
     (root,) = [s for s in receiver.spans() if s.name == "RUN TinyFlow"]
     assert "team:ml" in root.resource["metaflow.tags"]
     assert long_tag not in root.resource["metaflow.tags"]
+
+
+def test_an_invalid_kit_setting_turns_telemetry_off_with_one_line(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """A bad MFOTEL_* value names itself once; the run and its tasks go on without telemetry."""
+    run = run_flow("tiny_flow.py", tmp_path, env=otlp_env(receiver, MFOTEL_CAPTURE_LOGS="maybe"))
+    assert run.returncode == 0, run.output
+    lines = _mfotel_lines(run)
+    assert len(lines) == 1, lines
+    assert "MFOTEL_CAPTURE_LOGS='maybe' is not a boolean" in lines[0]
+    assert "tiny start" in run.output and "tiny end" in run.output

@@ -102,3 +102,26 @@ def test_an_exporter_killed_mid_run_hurts_nothing_and_replay_recovers(
     bodies = [r.body for r in receiver.logs()]
     assert bodies.count("late line") == 1
     assert {s.name for s in receiver.spans()} >= {"end", "RUN SlowFlow"}
+
+
+def test_a_runtime_killed_hard_leaves_nothing_holding_its_output(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """SIGKILL the runtime while its output is captured: no helper keeps the pipes open."""
+    stop = tmp_path / "stop"
+    env = dict(os.environ, **otlp_env(receiver, SLOWFLOW_STOP=str(stop), SLOWFLOW_SECONDS="60"))
+    flow = subprocess.Popen(
+        [sys.executable, str(FLOWS / "slow_flow.py"), "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert receiver.wait_for(lambda rx: any(r.body == "early line" for r in rx.logs()), 60)
+        flow.kill()
+        flow.communicate(timeout=30)  # hangs if the agent or relay still held the pipes
+    finally:
+        stop.write_text("stop")
+    assert flow.returncode == -signal.SIGKILL

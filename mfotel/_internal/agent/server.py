@@ -19,7 +19,7 @@ from typing import Any
 
 from mfotel._internal.agent.pipeline import Pipeline
 from mfotel._internal.agent.spool import Spool
-from mfotel._internal.proc import alive
+from mfotel._internal.proc import parent_gone
 from mfotel.logs._persisted import Sweeper
 
 TICK_S = 0.05
@@ -94,7 +94,7 @@ class Agent:
     def _done(self) -> bool:
         if self.pipeline.run_ended and self._runtime_seen and not self._runtime_conns:
             return True
-        return self.parent_pid is not None and not alive(self.parent_pid)
+        return self.parent_pid is not None and parent_gone(self.parent_pid)
 
     def _accept(self) -> None:
         while True:
