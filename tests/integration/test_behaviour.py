@@ -292,3 +292,28 @@ def test_an_invalid_kit_setting_turns_telemetry_off_with_one_line(
     assert len(lines) == 1, lines
     assert "MFOTEL_CAPTURE_LOGS='maybe' is not a boolean" in lines[0]
     assert "tiny start" in run.output and "tiny end" in run.output
+
+
+def test_a_slow_collector_delays_the_end_of_a_run_by_the_shutdown_bound_at_most(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """A collector that takes 3 s per request holds a run's end for MFOTEL_SHUTDOWN_TIMEOUT_MS
+    (+1 s) at most; the run succeeds and says where the rest went."""
+    import time
+
+    receiver.set_delay(3.0)
+    spool = tmp_path / "spool"
+    env = otlp_env(receiver, MFOTEL_SHUTDOWN_TIMEOUT_MS="500", MFOTEL_SPOOL_DIR=str(spool))
+    started = time.monotonic()
+    run = run_flow("tiny_flow.py", tmp_path, env=env)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 0, run.output
+    assert "tiny start" in run.output and "tiny end" in run.output
+    plain_started = time.monotonic()
+    assert run_flow("tiny_flow.py", tmp_path).returncode == 0
+    plain = time.monotonic() - plain_started
+    assert elapsed < plain + 0.5 + 1.0 + 1.5, (elapsed, plain)  # bound, +1 s, + scheduling
+    lines = _mfotel_lines(run)
+    assert lines and all(("spooled" in x or "still sending" in x) for x in lines), lines
+    # Whatever the collector had not acknowledged is in the spool: replay can deliver it.
+    assert list(spool.rglob("*.pb"))

@@ -53,6 +53,7 @@ class Exporter:
         self._warned = False
         self._config_errors: dict[str, str] = {}
         self._said: set[str] = set()
+        self._inflight: Request | None = None
         self._deadline: float | None = None
         self.counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
@@ -81,6 +82,11 @@ class Exporter:
         self._deadline = time.monotonic() + timeout_s
         self._queue.put(None)
         self._thread.join(timeout_s + 1.0)
+        stuck = self._inflight
+        if self._thread.is_alive() and stuck is not None:
+            # Still waiting on the collector: spool that request too. If the collector does
+            # take it after all, it arrives twice, never not at all.
+            self._to_spool(stuck, "the collector did not answer before the end of the run")
         while True:
             try:
                 request = self._queue.get_nowait()
@@ -99,11 +105,13 @@ class Exporter:
             if request is None:
                 self._queue.task_done()
                 return
+            self._inflight = request
             try:
                 self._send(request)
             except Exception as exc:  # never let the worker die
                 self._to_spool(request, f"unexpected error: {exc}")
             finally:
+                self._inflight = None
                 self._queue.task_done()
 
     def _send(self, request: Request) -> None:
