@@ -16,6 +16,7 @@ from collections.abc import Mapping
 __all__ = [
     "ALL",
     "MFOTEL_CAPTURE_LOGS",
+    "MFOTEL_COLLECTOR_BIN",
     "MFOTEL_DEBUG",
     "MFOTEL_EXPORT_INTERVAL_MS",
     "MFOTEL_METRIC_INTERVAL_MS",
@@ -174,6 +175,12 @@ MFOTEL_CAPTURE_LOGS = EnvVar(
     "as a log record. `false` leaves the task's file descriptors alone.",
     kind="bool",
 )
+MFOTEL_COLLECTOR_BIN = EnvVar(
+    "MFOTEL_COLLECTOR_BIN",
+    "",
+    "The OpenTelemetry Collector binary `mfotel validate-config` and `mfotel collector run` use. "
+    "Empty: the kit's own build (`mfotel collector build`), cached under ~/.cache/mfotel/collector.",
+)
 MFOTEL_DEBUG = EnvVar(
     "MFOTEL_DEBUG",
     "false",
@@ -191,6 +198,7 @@ ALL: tuple[EnvVar, ...] = (
     MFOTEL_METRIC_INTERVAL_MS,
     MFOTEL_SHUTDOWN_TIMEOUT_MS,
     MFOTEL_CAPTURE_LOGS,
+    MFOTEL_COLLECTOR_BIN,
     MFOTEL_DEBUG,
 )
 
