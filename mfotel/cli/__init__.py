@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mfotel import __version__
+from mfotel.cli.collector import collector, render_config, validate_config
 from mfotel.cli.demo import demo
 from mfotel.cli.doctor import doctor
 from mfotel.cli.replay import replay
@@ -21,3 +22,6 @@ def main() -> None:
 main.add_command(doctor)
 main.add_command(replay)
 main.add_command(demo)
+main.add_command(render_config)
+main.add_command(validate_config)
+main.add_command(collector)

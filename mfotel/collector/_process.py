@@ -1,0 +1,54 @@
+"""Run the collector binary: validate a config, or run it in the foreground."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mfotel.collector._build import CollectorError, find_binary
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The collector's own verdict on a config: ``ok``, and what it printed, verbatim."""
+
+    ok: bool
+    output: str
+    binary: Path
+
+
+def require_binary() -> Path:
+    binary = find_binary()
+    if binary is None:
+        raise CollectorError(
+            "no collector binary yet: run `mfotel collector build` (needs Go), "
+            "or set MFOTEL_COLLECTOR_BIN to an otelcol binary"
+        )
+    return binary
+
+
+def validate(config: Path, binary: Path | None = None, timeout: float = 120.0) -> Verdict:
+    """Load ``config`` in a real collector without running it (``otelcol validate``)."""
+    if not config.is_file():
+        raise CollectorError(f"{config}: no such file; render one with `mfotel render-config -o {config}`")
+    exe = binary or require_binary()
+    proc = subprocess.run(
+        [str(exe), "validate", f"--config={config}"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=os.environ.copy(),
+    )
+    return Verdict(ok=proc.returncode == 0, output=(proc.stdout + proc.stderr).strip(), binary=exe)
+
+
+def run(config: Path, binary: Path | None = None) -> int:
+    """Run the collector in the foreground with ``config`` until it exits; its exit code."""
+    exe = binary or require_binary()
+    try:
+        return subprocess.call([str(exe), f"--config={config}"])
+    except KeyboardInterrupt:
+        return 130
