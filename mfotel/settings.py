@@ -179,7 +179,7 @@ MFOTEL_COLLECTOR_BIN = EnvVar(
     "MFOTEL_COLLECTOR_BIN",
     "",
     "The OpenTelemetry Collector binary `mfotel validate-config` and `mfotel collector run` use. "
-    "Empty: the kit's own build (`mfotel collector build`), cached under ~/.cache/mfotel/collector.",
+    "Empty: the kit's own build (`mfotel collector build`), cached in ~/.cache/mfotel.",
 )
 MFOTEL_DEBUG = EnvVar(
     "MFOTEL_DEBUG",

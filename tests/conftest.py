@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,3 +100,22 @@ def otlp_env(rx: OTLPReceiver, protocol: str = "http/protobuf", **extra: str) ->
     }
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def collector_binary() -> Path:
+    """The kit's slim collector (built by `make test` before pytest; built here if missing)."""
+    from mfotel.collector import CollectorError, build, find_binary
+
+    try:
+        path = find_binary()
+        if path is None:
+            if shutil.which("go") is None:
+                pytest.skip(
+                    "needs the kit's collector, built with Go: install Go >= 1.24 "
+                    "(https://go.dev/dl/) and run `make test` again"
+                )
+            path = build()
+    except CollectorError as err:
+        pytest.fail(str(err))
+    return path

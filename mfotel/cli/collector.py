@@ -18,12 +18,26 @@ def _fail(err: Exception) -> None:
 
 def _target_option(f: click.decorators.FC) -> click.decorators.FC:
     opts = [
-        click.option("--target", "-t", "target_names", multiple=True,
-                     help="datadog, splunk, cloudwatch or debug; repeat it to fan out to several."),
-        click.option("--profile", default="dev", show_default=True,
-                     help="dev, or prod (persistent sending queue, longer retries)."),
-        click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-                     help="A target setting (see each target's README), e.g. site=datadoghq.eu."),
+        click.option(
+            "--target",
+            "-t",
+            "target_names",
+            multiple=True,
+            help="datadog, splunk, cloudwatch or debug; repeat it to fan out to several.",
+        ),
+        click.option(
+            "--profile",
+            default="dev",
+            show_default=True,
+            help="dev, or prod (persistent sending queue, longer retries).",
+        ),
+        click.option(
+            "--set",
+            "assignments",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A target setting (see each target's README), e.g. site=datadoghq.eu.",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -40,8 +54,13 @@ def _render(target_names: tuple[str, ...], profile: str, assignments: tuple[str,
 
 @click.command("render-config")
 @_target_option
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Write here instead of printing.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write here instead of printing.",
+)
 def render_config(
     target_names: tuple[str, ...], profile: str, assignments: tuple[str, ...], output: str | None
 ) -> None:

@@ -50,14 +50,27 @@ class Manifest:
         text = path.read_text()
         data = yaml.safe_load(text)
         modules: list[str] = []
-        for kind in ("receivers", "processors", "exporters", "extensions", "connectors", "providers"):
+        for kind in (
+            "receivers",
+            "processors",
+            "exporters",
+            "extensions",
+            "connectors",
+            "providers",
+        ):
             for entry in data.get(kind) or ():
                 mod, version = entry["gomod"].split()
                 modules.append(f"{mod}@{version}")
-        core = next(m.split("@")[1] for m in modules if m.startswith("go.opentelemetry.io/collector/receiver/"))
+        core = next(
+            m.split("@")[1]
+            for m in modules
+            if m.startswith("go.opentelemetry.io/collector/receiver/")
+        )
         stable = next(m.split("@")[1] for m in modules if "/confmap/provider/" in m)
         key = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cls(text=text, key=key, modules=tuple(modules), core_version=core, stable_version=stable)
+        return cls(
+            text=text, key=key, modules=tuple(modules), core_version=core, stable_version=stable
+        )
 
 
 def cache_root() -> Path:
@@ -135,7 +148,13 @@ def build(force: bool = False, log: Callable[[str], None] | None = None) -> Path
         config["dist"]["output_path"] = str(work / "src")
         (work / "manifest.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         _run(
-            [str(builder), "--config", str(work / "manifest.yaml"), "--skip-compilation", "--skip-get-modules"],
+            [
+                str(builder),
+                "--config",
+                str(work / "manifest.yaml"),
+                "--skip-compilation",
+                "--skip-get-modules",
+            ],
             cwd=work,
             env=env,
             log=say,
@@ -143,10 +162,18 @@ def build(force: bool = False, log: Callable[[str], None] | None = None) -> Path
         src = work / "src"
         _run([go, "mod", "init", BINARY_NAME], cwd=src, env=env, log=say)
         core = manifest.core_version
-        pins = [f"go.opentelemetry.io/collector/otelcol@{core}", f"go.opentelemetry.io/collector/service@{core}"]
+        pins = [
+            f"go.opentelemetry.io/collector/otelcol@{core}",
+            f"go.opentelemetry.io/collector/service@{core}",
+        ]
         _run([go, "get", *manifest.modules, *pins], cwd=src, env=env, log=say)
         out = work / BINARY_NAME
-        _run([go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(out), "."], cwd=src, env=env, log=say)
+        _run(
+            [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(out), "."],
+            cwd=src,
+            env=env,
+            log=say,
+        )
         (target.parent / "manifest.yaml").write_text(manifest.text)
         os.replace(out, target)
     return target

@@ -32,7 +32,9 @@ def require_binary() -> Path:
 def validate(config: Path, binary: Path | None = None, timeout: float = 120.0) -> Verdict:
     """Load ``config`` in a real collector without running it (``otelcol validate``)."""
     if not config.is_file():
-        raise CollectorError(f"{config}: no such file; render one with `mfotel render-config -o {config}`")
+        raise CollectorError(
+            f"{config}: no such file; render one with `mfotel render-config -o {config}`"
+        )
     exe = binary or require_binary()
     proc = subprocess.run(
         [str(exe), "validate", f"--config={config}"],

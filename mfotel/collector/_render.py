@@ -51,7 +51,9 @@ class Setting:
                 f"export {self.env} instead (the config reads ${{env:{self.env}}})"
             )
         if self.choices and value not in self.choices:
-            raise RenderError(f"{where}={value!r} is not valid: choose one of {', '.join(self.choices)}")
+            raise RenderError(
+                f"{where}={value!r} is not valid: choose one of {', '.join(self.choices)}"
+            )
         if self.pattern and not re.fullmatch(self.pattern, value):
             raise RenderError(f"{where}={value!r} is not valid: {self.doc}")
         return value
@@ -92,18 +94,42 @@ class Target:
 COMMON: Mapping[str, Setting] = {
     s.name: s
     for s in (
-        Setting("grpc_endpoint", "localhost:4317", "where the OTLP/gRPC receiver listens (host:port)",
-                pattern=r"[^\s:]*:\d{1,5}"),
-        Setting("http_endpoint", "localhost:4318", "where the OTLP/HTTP receiver listens (host:port)",
-                pattern=r"[^\s:]*:\d{1,5}"),
-        Setting("health_endpoint", "localhost:13133", "where the health check answers (host:port)",
-                pattern=r"[^\s:]*:\d{1,5}"),
-        Setting("memory_limit_mib", "512", "the collector's memory ceiling in MiB (an integer >= 32)",
-                pattern=r"(3[2-9]|[4-9]\d|[1-9]\d{2,5})"),
-        Setting("environment", "", "deployment.environment.name given to telemetry that has none",
-                pattern=r"[A-Za-z0-9._-]{0,64}"),
-        Setting("queue_dir", "./mfotel-collector-queue",
-                "prod profile: the directory of the persistent sending queue", pattern=r"\S+"),
+        Setting(
+            "grpc_endpoint",
+            "localhost:4317",
+            "where the OTLP/gRPC receiver listens (host:port)",
+            pattern=r"[^\s:]*:\d{1,5}",
+        ),
+        Setting(
+            "http_endpoint",
+            "localhost:4318",
+            "where the OTLP/HTTP receiver listens (host:port)",
+            pattern=r"[^\s:]*:\d{1,5}",
+        ),
+        Setting(
+            "health_endpoint",
+            "localhost:13133",
+            "where the health check answers (host:port)",
+            pattern=r"[^\s:]*:\d{1,5}",
+        ),
+        Setting(
+            "memory_limit_mib",
+            "512",
+            "the collector's memory ceiling in MiB (an integer >= 32)",
+            pattern=r"(3[2-9]|[4-9]\d|[1-9]\d{2,5})",
+        ),
+        Setting(
+            "environment",
+            "",
+            "deployment.environment.name given to telemetry that has none",
+            pattern=r"[A-Za-z0-9._-]{0,64}",
+        ),
+        Setting(
+            "queue_dir",
+            "./mfotel-collector-queue",
+            "prod profile: the directory of the persistent sending queue",
+            pattern=r"\S+",
+        ),
     )
 }
 
@@ -141,7 +167,9 @@ def _resolve(chosen: Sequence[Target], assignments: Iterable[str]) -> _Resolved:
     out = _Resolved(
         common={k: s.default for k, s in COMMON.items()},
         per_target={
-            t.name: {k: (f"${{env:{s.env}}}" if s.env else s.default) for k, s in t.settings.items()}
+            t.name: {
+                k: (f"${{env:{s.env}}}" if s.env else s.default) for k, s in t.settings.items()
+            }
             for t in chosen
         },
     )
@@ -149,7 +177,9 @@ def _resolve(chosen: Sequence[Target], assignments: Iterable[str]) -> _Resolved:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise RenderError(f"--set {item!r} is not KEY=VALUE: write for example --set environment=prod")
+            raise RenderError(
+                f"--set {item!r} is not KEY=VALUE: write for example --set environment=prod"
+            )
         tname, dot, short = key.rpartition(".")
         if dot:
             target = next((t for t in chosen if t.name == tname), None)
@@ -170,7 +200,9 @@ def _resolve(chosen: Sequence[Target], assignments: Iterable[str]) -> _Resolved:
             out.per_target[owners[0].name][key] = owners[0].settings[key].check(key, value)
         elif owners:
             names = ", ".join(f"{t.name}.{key}" for t in owners)
-            raise RenderError(f"--set {key} is ambiguous with several targets: write one of {names}")
+            raise RenderError(
+                f"--set {key} is ambiguous with several targets: write one of {names}"
+            )
         else:
             raise RenderError(_unknown(key, _valid_keys(chosen)))
     return out
@@ -189,14 +221,20 @@ def _unknown(key: str, valid: list[str]) -> str:
 
 def _fragment(target: Target, values: Mapping[str, str], profile: str) -> dict[str, Any]:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["yaml"] = lambda v: yaml.safe_dump(v, default_flow_style=True, width=1 << 16).strip()
-    env.filters["tojson"] = lambda v: yaml.safe_dump(str(v), default_style='"', width=1 << 16).strip()
+    env.filters["yaml"] = lambda v: yaml.safe_dump(
+        v, default_flow_style=True, width=1 << 16
+    ).strip()
+    env.filters["tojson"] = lambda v: yaml.safe_dump(
+        str(v), default_style='"', width=1 << 16
+    ).strip()
     text = env.from_string(target.template).render(
         name=target.name, s=values, profile=profile, prod=profile == "prod"
     )
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or "pipelines" not in data:
-        raise RenderError(f"target {target.name}: its template rendered no pipelines (a bug in mfotel)")
+        raise RenderError(
+            f"target {target.name}: its template rendered no pipelines (a bug in mfotel)"
+        )
     return data
 
 
@@ -240,7 +278,11 @@ def render(
     if c["environment"]:
         processors["resource/environment"] = {
             "attributes": [
-                {"key": "deployment.environment.name", "value": c["environment"], "action": "insert"}
+                {
+                    "key": "deployment.environment.name",
+                    "value": c["environment"],
+                    "action": "insert",
+                }
             ]
         }
         common_procs.append("resource/environment")
@@ -267,7 +309,9 @@ def render(
         for section in ("exporters", "processors", "extensions", "connectors"):
             for key, value in (frag.get(section) or {}).items():
                 if key in config[section]:
-                    raise RenderError(f"target {target.name}: component {key} is defined twice (a bug in mfotel)")
+                    raise RenderError(
+                        f"target {target.name}: component {key} is defined twice (a bug in mfotel)"
+                    )
                 config[section][key] = value
                 if section == "extensions":
                     config["service"]["extensions"].append(key)
@@ -285,7 +329,9 @@ def render(
     for name, exporter in config["exporters"].items():
         if name.split("/")[0] not in _NETWORK_EXPORTERS:
             continue
-        exporter.setdefault("retry_on_failure", {"enabled": True, "max_elapsed_time": "300s" if prod else "60s"})
+        exporter.setdefault(
+            "retry_on_failure", {"enabled": True, "max_elapsed_time": "300s" if prod else "60s"}
+        )
         queue = exporter.setdefault("sending_queue", {"enabled": True})
         if prod:
             queue["storage"] = "file_storage/queue"

@@ -1,5 +1,6 @@
-"""Test helpers users can use too: a real OTLP receiver and the decoded records it collects."""
+"""Test helpers users can use too: a real OTLP receiver, a real collector process."""
 
+from mfotel.testing._collector import CollectorProcess, free_port
 from mfotel.testing._receiver import (
     OTLPReceiver,
     ReceivedEvent,
@@ -11,6 +12,7 @@ from mfotel.testing._receiver import (
 )
 
 __all__ = [
+    "CollectorProcess",
     "OTLPReceiver",
     "ReceivedEvent",
     "ReceivedLink",
@@ -18,4 +20,5 @@ __all__ = [
     "ReceivedPoint",
     "ReceivedRequest",
     "ReceivedSpan",
+    "free_port",
 ]

@@ -6,6 +6,7 @@ import gzip
 import threading
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -144,9 +145,20 @@ class OTLPReceiver:
     ``fail_next(n)`` answers the next n requests with an error; ``set_delay(s)`` slows it.
     """
 
-    def __init__(self, grpc: bool = True, http: bool = True) -> None:
+    def __init__(
+        self,
+        grpc: bool = True,
+        http: bool = True,
+        paths: Mapping[str, str] | None = None,
+        authorize: Callable[[str, str, dict[str, str], bytes], str | None] | None = None,
+    ) -> None:
         self._want_grpc = grpc
         self._want_http = http
+        # URL path -> signal: a vendor's OTLP intake may use its own paths.
+        self.paths = dict(paths or _DEFAULT_PATHS)
+        # authorize(method, path, headers, body) -> None to accept, or why it is refused (403).
+        self.authorize = authorize
+        self.refused: list[str] = []
         self._lock = threading.Condition()
         self._spans: list[ReceivedSpan] = []
         self._logs: list[ReceivedLog] = []
@@ -388,6 +400,9 @@ def _decode_points(message: Any) -> Any:
                         )
 
 
+_DEFAULT_PATHS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metrics"}
+
+
 def _handler(receiver: OTLPReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -396,15 +411,20 @@ def _handler(receiver: OTLPReceiver) -> type[BaseHTTPRequestHandler]:
             return None
 
         def do_POST(self) -> None:
-            signal = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metrics"}.get(
-                self.path.split("?")[0]
-            )
+            signal = receiver.paths.get(self.path.split("?")[0])
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             if signal is None:
                 self._reply(404, b"unknown path", "text/plain")
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if receiver.authorize is not None:
+                refusal = receiver.authorize("POST", self.path, headers, body)
+                if refusal is not None:
+                    with receiver._lock:
+                        receiver.refused.append(refusal)
+                    self._reply(403, refusal.encode(), "text/plain")
+                    return
             status = receiver._before(headers)
             if status:
                 self.send_response(status)

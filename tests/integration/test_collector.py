@@ -1,0 +1,103 @@
+"""The rendered configs in the real collector: every golden loads, and a real run arrives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from mfotel.cli import main
+from mfotel.collector import validate
+from mfotel.testing import CollectorProcess
+from tests.conftest import run_flow
+from tests.goldens import cases
+
+pytestmark = pytest.mark.flow
+
+
+@pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
+def test_every_golden_config_loads_in_the_real_collector(case, collector_binary: Path) -> None:  # type: ignore[no-untyped-def]
+    verdict = validate(case.path, collector_binary)
+    assert verdict.ok, f"{case.path}:\n{verdict.output}"
+
+
+def test_validate_config_reports_the_collectors_own_words(
+    tmp_path: Path, collector_binary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MFOTEL_COLLECTOR_BIN", str(collector_binary))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "receivers: {otlp: {protocols: {grpc: {}}}}\n"
+        "exporters: {debug: {verbosity: loud}}\n"
+        "service: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\n"
+    )
+    result = CliRunner().invoke(main, ["validate-config", str(bad)])
+    assert result.exit_code == 1
+    assert "loud" in result.output  # the collector's own message about the bad value
+    assert "is not valid (the collector's words above)" in result.output
+    good = tmp_path / "good.yaml"
+    CliRunner().invoke(main, ["render-config", "-t", "debug", "-o", str(good)])
+    ok = CliRunner().invoke(main, ["validate-config", str(good)])
+    assert ok.exit_code == 0 and "is valid" in ok.output, ok.output
+    missing = CliRunner().invoke(main, ["validate-config", str(tmp_path / "none.yaml")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def _jsonl_logs(path: Path) -> list[dict[str, Any]]:
+    """Log records from the file exporter's OTLP/JSON lines, each with its resource attributes."""
+    out = []
+    for line in path.read_text().splitlines():
+        for rl in json.loads(line).get("resourceLogs", []):
+            resource = {a["key"]: a["value"] for a in rl["resource"].get("attributes", [])}
+            for sl in rl.get("scopeLogs", []):
+                for rec in sl.get("logRecords", []):
+                    attrs = {a["key"]: a["value"] for a in rec.get("attributes", [])}
+                    out.append({"resource": resource, "attrs": attrs, **rec})
+    return out
+
+
+def _text(value: dict[str, Any]) -> str:
+    return str(value.get("stringValue", value.get("intValue", "")))
+
+
+def test_a_real_run_through_the_debug_config_arrives_once_redacted(
+    tmp_path: Path, collector_binary: Path
+) -> None:
+    prefix = tmp_path / "telemetry"
+    with CollectorProcess(collector_binary, tmp_path) as col:
+        col.render_for(["debug"], "dev", [f"path={prefix}", "environment=ci"])
+        col.start()
+        run = run_flow(
+            "route_flow.py",
+            tmp_path,
+            env={
+                "MF_TRACING": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint,
+                "METAFLOW_DEFAULT_DATASTORE": "local",
+            },
+        )
+        assert run.returncode == 0, run.output
+        assert col.stop() == 0, col.output()
+    logs = _jsonl_logs(Path(f"{prefix}-logs.jsonl"))
+    bodies = [_text(r["body"]) for r in logs]
+    expected = [f"route start line {i}" for i in range(12)] + [
+        f"route end line {i}" for i in range(5)
+    ]
+    for line in [*expected, "route start err"]:
+        assert bodies.count(line) == 1, (line, bodies)
+    secret = [b for b in bodies if b.startswith("route secret")]
+    assert len(secret) == 1 and "AKIAIOSFODNN7EXAMPLE" not in secret[0], secret
+    assert "end" in secret[0]
+    one = next(r for r in logs if _text(r["body"]) == "route end line 3")
+    identity = {**one["resource"], **one["attrs"]}
+    assert _text(identity["metaflow.flow.name"]) == "RouteFlow"
+    assert _text(identity["metaflow.run.id"]) == run.run_id
+    assert _text(identity["metaflow.step.name"]) == "end"
+    # the kit already sent one (its profile, "dev"): the environment setting only fills gaps
+    assert _text(identity["deployment.environment.name"]) == "dev"
+    assert one.get("traceId") and one.get("spanId")
+    assert '"resourceSpans"' in Path(f"{prefix}-traces.jsonl").read_text()
+    assert '"resourceMetrics"' in Path(f"{prefix}-metrics.jsonl").read_text()
