@@ -82,9 +82,18 @@ def test_settings_reach_the_config_and_qualified_keys_work() -> None:
     [
         (["--target", "nope"], "--target 'nope' is unknown: choose one of"),
         ([], "no --target given: choose one or more of"),
-        (["-t", "debug", "--profile", "live"], "--profile 'live' is unknown: choose one of dev, prod"),
-        (["-t", "debug", "--set", "colour=red"], "--set colour: unknown setting; valid settings are"),
-        (["-t", "debug", "--set", "verbosity=loud"], "verbosity='loud' is not valid: choose one of"),
+        (
+            ["-t", "debug", "--profile", "live"],
+            "--profile 'live' is unknown: choose one of dev, prod",
+        ),
+        (
+            ["-t", "debug", "--set", "colour=red"],
+            "--set colour: unknown setting; valid settings are",
+        ),
+        (
+            ["-t", "debug", "--set", "verbosity=loud"],
+            "verbosity='loud' is not valid: choose one of",
+        ),
         (["-t", "debug", "--set", "memory_limit_mib=lots"], "memory_limit_mib='lots' is not valid"),
         (["-t", "debug", "--set", "novalue"], "--set 'novalue' is not KEY=VALUE"),
         (["-t", "debug", "--set", "datadog.site=x"], "'datadog' is not a chosen target"),
