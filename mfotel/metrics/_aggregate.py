@@ -1,7 +1,14 @@
-"""Cumulative aggregation of monitor measurements, in the agent.
+"""Aggregation of monitor measurements, in the agent.
 
 Timers become histograms in seconds, counters monotonic sums, gauges gauges. Each series is
 keyed by its name and its full attribute set (the task identity), so a point is one task's.
+
+Temporality follows ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` as the OpenTelemetry
+specification defines it: ``cumulative`` (the default) reports running totals since the series
+began; ``delta`` reports what happened since the previous collection, for every sum and
+histogram; ``lowmemory`` does so for counters and histograms and keeps observed running totals
+cumulative. Backends that want deltas (Datadog drops the first cumulative point of a series,
+which for a task's one-shot duration is the only one) need ``delta``.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfotel._internal.model import (
+    TEMPORALITY_CUMULATIVE,
+    TEMPORALITY_DELTA,
     Gauge,
     Histogram,
     HistogramPoint,
@@ -58,11 +67,23 @@ class _Series:
     low: float | None = None
     high: float | None = None
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
+    reported: float = 0.0  # delta "cumulative" series: the running total last reported
+    fresh: bool = True  # delta: something was recorded since the last collection
+
+
+TEMPORALITY_PREFERENCES = ("cumulative", "delta", "lowmemory")
 
 
 class Aggregator:
-    def __init__(self) -> None:
+    def __init__(self, temporality: str = "cumulative") -> None:
+        if temporality not in TEMPORALITY_PREFERENCES:
+            raise ValueError(f"unknown temporality preference {temporality!r}")
         self._series: dict[tuple[Hashable, ...], _Series] = {}
+        self._delta_kinds = {
+            "cumulative": frozenset(),
+            "delta": frozenset({"counter", "timer", "cumulative"}),
+            "lowmemory": frozenset({"counter", "timer"}),
+        }[temporality]
 
     def record(
         self,
@@ -79,6 +100,7 @@ class Aggregator:
             series = _Series(name, kind, resource_key, dict(attributes), start_ns=time_ns)
             self._series[key] = series
         series.time_ns = max(series.time_ns, time_ns)
+        series.fresh = True
         if kind == "counter":
             series.value += value
         elif kind in ("gauge", "cumulative"):
@@ -95,13 +117,20 @@ class Aggregator:
         return len(self._series)
 
     def collect(self, now_ns: int) -> dict[Hashable, list[Metric]]:
-        """Current cumulative state, grouped by resource key; one Metric per name and kind."""
+        """The state to report, grouped by resource key; one Metric per name and kind.
+
+        Delta series report what was recorded since the previous call (nothing if nothing
+        was) and start again from zero.
+        """
         grouped: dict[Hashable, dict[tuple[str, str], Metric]] = {}
         for series in self._series.values():
+            delta = series.kind in self._delta_kinds
+            if delta and not series.fresh:
+                continue
             metrics = grouped.setdefault(series.resource_key, {})
             metric = metrics.get((series.kind, series.name))
             if metric is None:
-                metric = _new_metric(series)
+                metric = _new_metric(series, delta)
                 metrics[(series.kind, series.name)] = metric
             data = metric.data
             if isinstance(data, Histogram):
@@ -119,18 +148,37 @@ class Aggregator:
                     )
                 )
             elif isinstance(data, Sum):
-                value = int(series.value) if float(series.value).is_integer() else series.value
+                total = series.value - series.reported if series.kind == "cumulative" else 0
+                raw = total if delta and series.kind == "cumulative" else series.value
+                value = int(raw) if float(raw).is_integer() else raw
                 data.points.append(
                     NumberPoint(series.attributes, now_ns, value, start_ns=series.start_ns)
                 )
             else:
                 data.points.append(NumberPoint(series.attributes, series.time_ns, series.value))
+            if delta:
+                _restart(series, now_ns)
         return {key: list(metrics.values()) for key, metrics in grouped.items()}
 
 
-def _new_metric(series: _Series) -> Metric:
+def _restart(series: _Series, now_ns: int) -> None:
+    """A delta series after it is reported: empty, starting now."""
+    series.start_ns = now_ns
+    series.fresh = False
+    if series.kind == "cumulative":
+        series.reported = series.value
+        return
+    series.value = 0
+    series.count = 0
+    series.total = 0.0
+    series.low = series.high = None
+    series.buckets = [0] * (len(BOUNDS) + 1)
+
+
+def _new_metric(series: _Series, delta: bool) -> Metric:
+    temporality = TEMPORALITY_DELTA if delta else TEMPORALITY_CUMULATIVE
     if series.kind in ("counter", "cumulative"):
-        return Metric(series.name, Sum(points=[], monotonic=True), unit="1")
+        return Metric(series.name, Sum(points=[], monotonic=True, temporality=temporality), "1")
     if series.kind == "gauge":
         return Metric(series.name, Gauge(points=[]))
-    return Metric(series.name, Histogram(points=[]), unit="s")
+    return Metric(series.name, Histogram(points=[], temporality=temporality), unit="s")

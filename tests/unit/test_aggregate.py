@@ -46,3 +46,30 @@ def test_series_are_separated_by_attributes_and_resource() -> None:
     collected = agg.collect(2)
     assert len(collected["r1"][0].data.points) == 2
     assert len(collected["r2"][0].data.points) == 1
+
+
+def test_delta_preference_reports_what_happened_since_the_last_collection() -> None:
+    from mfotel._internal.model import TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA
+
+    agg = Aggregator("delta")
+    agg.record("timer", "metaflow.task.duration", 2.0, 10, "r", {"step": "a"})
+    agg.record("counter", "metaflow.task.start", 1, 10, "r", {"step": "a"})
+    agg.record("cumulative", "mfotel.exporter.records", 5, 10, "r", {})
+    agg.record("gauge", "g", 7, 10, "r", {})
+    first = {m.name: m for m in agg.collect(100)["r"]}
+    hist = first["metaflow.task.duration"].data
+    assert isinstance(hist, Histogram) and hist.temporality == TEMPORALITY_DELTA
+    assert hist.points[0].count == 1 and hist.points[0].start_ns == 10
+    agg.record("timer", "metaflow.task.duration", 3.0, 150, "r", {"step": "a"})
+    agg.record("cumulative", "mfotel.exporter.records", 8, 150, "r", {})
+    second = {m.name: m for m in agg.collect(200)["r"]}
+    point = second["metaflow.task.duration"].data.points[0]  # type: ignore[union-attr]
+    assert (point.count, point.sum, point.start_ns) == (1, 3.0, 100)  # type: ignore[union-attr]
+    assert second["mfotel.exporter.records"].data.points[0].value == 3  # type: ignore[union-attr]
+    assert "metaflow.task.start" not in second  # nothing new: no point at all
+    assert "g" in second  # gauges always report their last value
+    lowmem = Aggregator("lowmemory")
+    lowmem.record("cumulative", "c", 5, 10, "r", {})
+    lowmem.record("counter", "n", 1, 10, "r", {})
+    kinds = {m.name: m.data.temporality for m in lowmem.collect(20)["r"]}  # type: ignore[union-attr]
+    assert kinds == {"c": TEMPORALITY_CUMULATIVE, "n": TEMPORALITY_DELTA}

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mfotel import settings
@@ -15,6 +15,7 @@ from mfotel._internal.agent.pipeline import Pipeline, Sink
 from mfotel._internal.agent.server import Agent
 from mfotel._internal.agent.sinks import ConsoleSink, OtlpSink
 from mfotel._internal.agent.spool import Spool
+from mfotel.metrics._aggregate import TEMPORALITY_PREFERENCES
 
 
 def _tell_runtime_done() -> None:
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             if n > 0
         ]
 
-    pipeline = Pipeline(sink, export_s, metric_s, extra_metrics=own_counts)
+    pipeline = Pipeline(
+        sink, export_s, metric_s, extra_metrics=own_counts, temporality=_temporality(warn)
+    )
     agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug)
     if debug:
         warn(f"mfotel agent: listening at {args.socket} ({time.process_time():.3f}s cpu)")
@@ -94,6 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         warn(f"mfotel agent: done ({time.process_time():.3f}s cpu)")
     return 0
+
+
+def _temporality(warn: Callable[[str], None]) -> str:
+    """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the specification reads it."""
+    name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+    value = os.environ.get(name, "").strip().lower() or "cumulative"
+    if value not in TEMPORALITY_PREFERENCES:
+        warn(
+            f"mfotel: {name}={value!r} is not one of {', '.join(TEMPORALITY_PREFERENCES)}; "
+            "using cumulative"
+        )
+        return "cumulative"
+    return value
 
 
 if __name__ == "__main__":

@@ -60,13 +60,14 @@ class Pipeline:
         export_interval_s: float = 0.2,
         metric_interval_s: float = 10.0,
         extra_metrics: Callable[[], list[tuple[str, str, float, Mapping[str, Any]]]] | None = None,
+        temporality: str = "cumulative",
     ) -> None:
         self.sink = sink
         self.export_interval_s = export_interval_s
         self.metric_interval_s = metric_interval_s
         self.extra_metrics = extra_metrics
         self.assembler = Assembler()
-        self.aggregator = Aggregator()
+        self.aggregator = Aggregator(temporality)
         self._contexts: OrderedDict[str, _Context] = OrderedDict()
         self._resources: dict[Hashable, Mapping[str, Any]] = {}
         self._spans: list[tuple[Hashable, Span]] = []
