@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,21 @@ def validate(config: Path, binary: Path | None = None, timeout: float = 120.0) -
         check=False,
         env=os.environ.copy(),
     )
-    return Verdict(ok=proc.returncode == 0, output=(proc.stdout + proc.stderr).strip(), binary=exe)
+    output = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        unset = missing_env(config.read_text())
+        if unset:
+            output += (
+                f"\n(hint: {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set in "
+                "this environment; the config reads them with ${env:…}: export them first)"
+            )
+    return Verdict(ok=proc.returncode == 0, output=output, binary=exe)
+
+
+def missing_env(text: str) -> list[str]:
+    """The ${env:NAME} references without a default whose variable is unset here."""
+    names = re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", text)
+    return sorted({n for n in names if not os.environ.get(n)})
 
 
 def run(config: Path, binary: Path | None = None) -> int:

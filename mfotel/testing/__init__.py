@@ -1,6 +1,7 @@
 """Test helpers users can use too: a real OTLP receiver, a real collector process."""
 
 from mfotel.testing._collector import CollectorProcess, free_port
+from mfotel.testing._datadog import DatadogIntake
 from mfotel.testing._receiver import (
     OTLPReceiver,
     ReceivedEvent,
@@ -13,6 +14,7 @@ from mfotel.testing._receiver import (
 
 __all__ = [
     "CollectorProcess",
+    "DatadogIntake",
     "OTLPReceiver",
     "ReceivedEvent",
     "ReceivedLink",

@@ -1,10 +1,10 @@
 """A small protobuf wire-format reader, for vendor payloads whose schemas ship as .proto files only.
 
 ``fields(data)`` yields ``(number, wire_type, value)``; ``decode(data, schema)`` turns a message
-into a dict by a schema naming the fields that matter: ``{number: (name, kind)}`` where kind is
-``"string"``, ``"bytes"``, ``"int"``, ``"sint"``, ``"double"``, ``"float"``, ``"bool"``, a nested
-schema dict, or ``("map", key_kind, value_kind)``. Repeated fields come back as lists when the
-name ends with ``[]``.
+into a dict by a schema naming the fields that matter: ``{number: (name, kind)}`` where kind
+is ``"string"``, ``"bytes"``, ``"int"``, ``"uint"``, ``"sint"``, ``"double"``, ``"float"``,
+``"bool"``, a nested schema dict, or ``("map", key_kind, value_kind)``. Repeated fields come
+back as lists when the name ends with ``[]``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def _scalar(kind: Kind, wire: int, value: Any) -> Any:
         return bytes(value).decode("utf-8")
     if kind == "bytes":
         return bytes(value)
+    if kind == "uint":
+        return int(value)
     if kind == "int":
         v = int(value)
         return v - (1 << 64) if v >= 1 << 63 else v
@@ -92,7 +94,7 @@ def decode(data: bytes, schema: Schema) -> dict[str, Any]:
         name, kind = spec
         repeated = name.endswith("[]")
         key = name.rstrip("[]")
-        if repeated and wire == 2 and kind in ("int", "sint", "double", "float", "bool"):
+        if repeated and wire == 2 and kind in ("int", "uint", "sint", "double", "float", "bool"):
             out.setdefault(key, []).extend(_packed(kind, value))
             continue
         item = _scalar(kind, wire, value)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from mfotel.cli import main
 from mfotel.collector import validate
+from mfotel.collector._process import missing_env
 from mfotel.testing import CollectorProcess
 from tests.conftest import run_flow
 from tests.goldens import cases
@@ -19,7 +20,12 @@ pytestmark = pytest.mark.flow
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
-def test_every_golden_config_loads_in_the_real_collector(case, collector_binary: Path) -> None:  # type: ignore[no-untyped-def]
+def test_every_golden_config_loads_in_the_real_collector(  # type: ignore[no-untyped-def]
+    case, collector_binary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The secrets a user exports; placeholders here (the collector checks they are set).
+    for name in missing_env(case.path.read_text()):
+        monkeypatch.setenv(name, "0123456789abcdef0123456789abcdef")
     verdict = validate(case.path, collector_binary)
     assert verdict.ok, f"{case.path}:\n{verdict.output}"
 
@@ -42,6 +48,12 @@ def test_validate_config_reports_the_collectors_own_words(
     CliRunner().invoke(main, ["render-config", "-t", "debug", "-o", str(good)])
     ok = CliRunner().invoke(main, ["validate-config", str(good)])
     assert ok.exit_code == 0 and "is valid" in ok.output, ok.output
+    dd = tmp_path / "dd.yaml"
+    CliRunner().invoke(main, ["render-config", "-t", "datadog", "-o", str(dd)])
+    monkeypatch.delenv("DD_API_KEY", raising=False)
+    unset = CliRunner().invoke(main, ["validate-config", str(dd)])
+    assert unset.exit_code == 1 and "api.key is not set" in unset.output
+    assert "hint: DD_API_KEY is not set" in unset.output
     missing = CliRunner().invoke(main, ["validate-config", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2 and "no such file" in missing.output
 

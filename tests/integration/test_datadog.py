@@ -1,0 +1,81 @@
+"""Datadog end to end: a real run -> the real collector's datadog exporter -> a local intake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mfotel.testing import CollectorProcess, DatadogIntake
+from tests.conftest import run_flow
+
+pytestmark = pytest.mark.flow
+
+API_KEY = "0123456789abcdef0123456789abcdef"
+LINES = [f"route start line {i}" for i in range(12)] + [f"route end line {i}" for i in range(5)]
+
+
+def test_a_real_run_arrives_in_datadog_tagged_and_correlated(
+    tmp_path: Path, collector_binary: Path
+) -> None:
+    with DatadogIntake(API_KEY) as dd, CollectorProcess(collector_binary, tmp_path) as col:
+        col.render_for(
+            ["datadog"],
+            "dev",
+            [f"{s}_endpoint={dd.url}" for s in ("metrics", "traces", "logs")]
+            + ["hostname=ci-host"],
+        )
+        col.start(env={"DD_API_KEY": API_KEY})
+        run = run_flow(
+            "route_flow.py",
+            tmp_path,
+            env={
+                "MF_TRACING": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint,
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+            },
+        )
+        assert run.returncode == 0, run.output
+        # The collector runs on in real life; here, wait until each signal is in before stopping.
+        dd.wait_for(lambda d: bool(d.spans and d.sketches and len(d.logs) >= len(LINES)), 30)
+        assert col.stop() == 0, col.output()
+    assert not dd.rejected, dd.rejected
+
+    # Logs: every line once, identity as attributes, unified service tags, trace correlation.
+    import json
+
+    parsed = [{**entry, **json.loads(entry["message"])} for entry in dd.logs]
+    messages = [p["message"] for p in parsed]
+    for line in LINES:
+        assert messages.count(line) == 1, (line, messages)
+    one = next(p for p in parsed if p["message"] == "route end line 2")
+    assert one["service"] == "metaflow" and "env:dev" in one["ddtags"]
+    assert (one["flow_name"], one["run_id"], one["step_name"]) == ("RouteFlow", run.run_id, "end")
+    assert one["hostname"] == one["host.name"]  # the task's host; the setting is a fallback
+    secret = next(m for m in messages if m.startswith("route secret"))
+    assert "AKIAIOSFODNN7EXAMPLE" not in secret
+
+    # Traces: one span per task attempt, in the logs' trace, tagged with the identity.
+    by_resource = {s["resource"]: s for s in dd.spans}
+    assert {"start", "end", "RUN RouteFlow"} <= set(by_resource), sorted(by_resource)
+    assert by_resource["RUN RouteFlow"]["name"] == "metaflow.run"
+    end = by_resource["end"]
+    assert end["name"] == "metaflow.task"
+    assert end["service"] == "metaflow" and end["meta"]["env"] == "dev"
+    assert end["meta"]["flow_name"] == "RouteFlow" and end["meta"]["run_id"] == run.run_id
+    assert str(end["span_id"]) == one["dd.span_id"] and str(end["trace_id"]) == one["dd.trace_id"]
+
+    # Metrics: task durations as distributions, low-cardinality tags only.
+    durations = [s for s in dd.sketches if s["metric"] == "metaflow.task.duration"]
+    assert {t for s in durations for t in s["tags"] if t.startswith("step_name:")} >= {
+        "step_name:start",
+        "step_name:end",
+    }, dd.sketches
+    for sketch in durations:
+        assert "flow_name:RouteFlow" in sketch["tags"]
+        assert not any(
+            t.startswith(("metaflow.task.", "run_id", "process.pid")) for t in sketch["tags"]
+        )
+        assert sum(d["cnt"] for d in sketch["dogsketches"]) >= 1
+    counters = [s for s in dd.series if s["metric"] == "metaflow.task.start"]
+    assert sum(p["value"] for s in counters for p in s["points"]) == 2  # start and end tasks
