@@ -53,6 +53,11 @@ def validate(config: Path, binary: Path | None = None, timeout: float = 120.0) -
                 f"\n(hint: {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set in "
                 "this environment; the config reads them with ${env:…}: export them first)"
             )
+        if "could not retrieve credential provider" in output:
+            output += (
+                "\n(hint: the sigv4auth extension needs AWS credentials when the collector "
+                "starts: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role)"
+            )
     return Verdict(ok=proc.returncode == 0, output=output, binary=exe)
 
 

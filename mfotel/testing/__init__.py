@@ -2,6 +2,7 @@
 
 from mfotel.testing._collector import CollectorProcess, free_port
 from mfotel.testing._datadog import DatadogIntake
+from mfotel.testing._sigv4 import SigV4Verifier
 from mfotel.testing._receiver import (
     OTLPReceiver,
     ReceivedEvent,
@@ -22,5 +23,6 @@ __all__ = [
     "ReceivedPoint",
     "ReceivedRequest",
     "ReceivedSpan",
+    "SigV4Verifier",
     "free_port",
 ]

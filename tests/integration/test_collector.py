@@ -25,7 +25,10 @@ def test_every_golden_config_loads_in_the_real_collector(  # type: ignore[no-unt
 ) -> None:
     # The secrets a user exports; placeholders here (the collector checks they are set).
     for name in missing_env(case.path.read_text()):
-        monkeypatch.setenv(name, "0123456789abcdef0123456789abcdef")
+        monkeypatch.setenv(name, "us-east-1" if name == "AWS_REGION" else "0123456789abcdef")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     verdict = validate(case.path, collector_binary)
     assert verdict.ok, f"{case.path}:\n{verdict.output}"
 
