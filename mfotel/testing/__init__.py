@@ -2,7 +2,6 @@
 
 from mfotel.testing._collector import CollectorProcess, free_port
 from mfotel.testing._datadog import DatadogIntake
-from mfotel.testing._sigv4 import SigV4Verifier
 from mfotel.testing._receiver import (
     OTLPReceiver,
     ReceivedEvent,
@@ -12,6 +11,7 @@ from mfotel.testing._receiver import (
     ReceivedRequest,
     ReceivedSpan,
 )
+from mfotel.testing._sigv4 import SigV4Verifier
 
 __all__ = [
     "CollectorProcess",
