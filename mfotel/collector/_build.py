@@ -31,6 +31,15 @@ MANIFEST = Path(__file__).with_name("manifest.yaml")
 BINARY_NAME = "mfotelcol"
 
 
+# Components the templates may use that the kit's own build cannot include: the Go module proxy
+# it is built from refuses these modules (HTTP 403/404), so configs using them need the official
+# contrib distribution (image or binary) instead.
+NOT_IN_SLIM_BUILD = {
+    "splunk_hec": "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/splunkhecexporter",
+}
+CONTRIB_IMAGE = "otel/opentelemetry-collector-contrib:0.155.0"
+
+
 class CollectorError(RuntimeError):
     """The collector cannot be built or found; the message is one line naming the fix."""
 

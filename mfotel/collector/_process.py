@@ -8,7 +8,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfotel.collector._build import CollectorError, find_binary
+from mfotel.collector._build import (
+    CONTRIB_IMAGE,
+    NOT_IN_SLIM_BUILD,
+    CollectorError,
+    find_binary,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,13 @@ def validate(config: Path, binary: Path | None = None, timeout: float = 120.0) -
             output += (
                 f"\n(hint: {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set in "
                 "this environment; the config reads them with ${env:…}: export them first)"
+            )
+        lacking = [c for c in NOT_IN_SLIM_BUILD if f'unknown type: "{c}"' in output]
+        if lacking:
+            output += (
+                f"\n(hint: this collector has no {', '.join(lacking)}: mfotel's own build cannot "
+                f"include it; run the config with the contrib distribution ({CONTRIB_IMAGE}) "
+                "or point MFOTEL_COLLECTOR_BIN at an otelcol-contrib binary)"
             )
         if "could not retrieve credential provider" in output:
             output += (

@@ -79,3 +79,39 @@ def test_a_real_run_arrives_in_datadog_tagged_and_correlated(
         assert sum(d["cnt"] for d in sketch["dogsketches"]) >= 1
     counters = [s for s in dd.series if s["metric"] == "metaflow.task.start"]
     assert sum(p["value"] for s in counters for p in s["points"]) == 2  # start and end tasks
+
+
+def test_the_otlp_intake_route_sends_otlp_with_the_api_key(
+    tmp_path: Path, collector_binary: Path
+) -> None:
+    from mfotel.testing import OTLPReceiver
+
+    def key_check(method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
+        return None if headers.get("dd-api-key") == API_KEY else "missing or wrong dd-api-key"
+
+    with (
+        OTLPReceiver(grpc=False, authorize=key_check) as dd,
+        CollectorProcess(collector_binary, tmp_path) as col,
+    ):
+        col.render_for(
+            ["datadog"],
+            "dev",
+            ["route=otlp"]
+            + [f"{s}_endpoint={dd.http_endpoint}/v1/{s}" for s in ("metrics", "traces", "logs")],
+        )
+        col.start(env={"DD_API_KEY": API_KEY})
+        run = run_flow(
+            "route_flow.py",
+            tmp_path,
+            env={"MF_TRACING": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint},
+        )
+        assert run.returncode == 0, run.output
+        dd.wait_for(lambda r: len(r.logs()) >= len(LINES) and bool(r.spans()), 30)
+        assert col.stop() == 0, col.output()
+    assert not dd.refused, dd.refused
+    bodies = [rec.body for rec in dd.logs()]
+    for line in LINES:
+        assert bodies.count(line) == 1, (line, bodies)
+    one = next(rec for rec in dd.logs() if rec.body == "route end line 0")
+    assert one.attributes["flow_name"] == "RouteFlow" and one.attributes["step_name"] == "end"
+    assert {r.headers.get("content-encoding") for r in dd.requests} == {"gzip"}
