@@ -35,7 +35,8 @@ BINARY_NAME = "mfotelcol"
 # it is built from refuses these modules (HTTP 403/404), so configs using them need the official
 # contrib distribution (image or binary) instead.
 NOT_IN_SLIM_BUILD = {
-    "splunk_hec": "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/splunkhecexporter",
+    "splunk_hec": "github.com/open-telemetry/opentelemetry-collector-contrib"
+    "/exporter/splunkhecexporter",
 }
 CONTRIB_IMAGE = "otel/opentelemetry-collector-contrib:0.155.0"
 

@@ -28,7 +28,9 @@ PROFILES = ("dev", "prod")
 SIGNALS = ("traces", "metrics", "logs")
 
 # Exporters that send over the network get retries, and in prod a queue kept on disk.
-_NETWORK_EXPORTERS = frozenset({"otlp_grpc", "otlp_http", "otlp", "otlphttp", "datadog", "splunk_hec"})
+_NETWORK_EXPORTERS = frozenset(
+    {"otlp_grpc", "otlp_http", "otlp", "otlphttp", "datadog", "splunk_hec"}
+)
 
 
 class RenderError(ValueError):
