@@ -9,7 +9,10 @@ from metaflow import FlowSpec, current, parallel_map, retry, step
 
 
 def _work(x):
-    print("worker %d" % x)
+    # One write per line: two forked workers printing at once may otherwise interleave
+    # "worker 1", "worker 2", "\n", "\n" on the shared stdout, in Metaflow's own log too.
+    sys.stdout.write("worker %d\n" % x)
+    sys.stdout.flush()
     return x * 2
 
 
