@@ -121,3 +121,14 @@ def collector_binary() -> Path:
     except CollectorError as err:
         pytest.fail(str(err))
     return path
+
+
+def run_route_flow(collector_http_endpoint: str, workdir: Path, **env: str) -> FlowRun:
+    """tests/flows/route_flow.py with telemetry on, sent to a collector; asserts it succeeded."""
+    run = run_flow(
+        "route_flow.py",
+        workdir,
+        env={"MF_TRACING": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector_http_endpoint, **env},
+    )
+    assert run.returncode == 0, run.output
+    return run

@@ -14,13 +14,13 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mfotel.testing._wait import wait_until
 from mfotel.testing._wire import decode
 
 _RESOURCE = {1: ("type", "string"), 2: ("name", "string")}
@@ -120,14 +120,7 @@ class DatadogIntake:
             self._server = None
 
     def wait_for(self, condition: Callable[[DatadogIntake], bool], timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while not condition(self):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(remaining)
-            return True
+        return wait_until(self._lock, lambda: condition(self), timeout)
 
     # -- what the handler calls ----------------------------------------------------------------
 

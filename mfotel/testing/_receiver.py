@@ -16,6 +16,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from mfotel.testing._wait import wait_until
+
 _REQUESTS: dict[str, tuple[Any, Any]] = {
     "traces": (
         trace_service_pb2.ExportTraceServiceRequest,
@@ -254,14 +256,7 @@ class OTLPReceiver:
             self.requests.clear()
 
     def wait_for(self, condition: Callable[[OTLPReceiver], bool], timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while not condition(self):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(remaining)
-            return True
+        return wait_until(self._lock, lambda: condition(self), timeout)
 
     def fail_next(self, count: int, status: int = 503) -> None:
         with self._lock:

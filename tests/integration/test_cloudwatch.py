@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mfotel.testing import CollectorProcess, OTLPReceiver, SigV4Verifier
-from tests.conftest import run_flow
+from tests.conftest import run_route_flow
 
 pytestmark = pytest.mark.flow
 
@@ -45,12 +45,7 @@ def test_a_real_run_arrives_signed_in_the_log_group_with_its_identity(
                 "AWS_EC2_METADATA_DISABLED": "true",
             }
         )
-        run = run_flow(
-            "route_flow.py",
-            tmp_path,
-            env={"MF_TRACING": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint},
-        )
-        assert run.returncode == 0, run.output
+        run = run_route_flow(col.http_endpoint, tmp_path)
         aws.wait_for(lambda r: len(r.logs()) >= len(LINES) and bool(r.spans()), 30)
         assert col.stop() == 0, col.output()
     assert not aws.refused, aws.refused

@@ -15,7 +15,7 @@ from mfotel.collector import validate
 from mfotel.collector._build import NOT_IN_SLIM_BUILD
 from mfotel.collector._process import missing_env
 from mfotel.testing import CollectorProcess
-from tests.conftest import run_flow
+from tests.conftest import run_route_flow
 from tests.goldens import cases
 
 pytestmark = pytest.mark.flow
@@ -109,16 +109,7 @@ def test_a_real_run_through_the_debug_config_arrives_once_redacted(
     with CollectorProcess(collector_binary, tmp_path) as col:
         col.render_for(["debug"], "dev", [f"path={prefix}", "environment=ci"])
         col.start()
-        run = run_flow(
-            "route_flow.py",
-            tmp_path,
-            env={
-                "MF_TRACING": "otlp",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint,
-                "METAFLOW_DEFAULT_DATASTORE": "local",
-            },
-        )
-        assert run.returncode == 0, run.output
+        run = run_route_flow(col.http_endpoint, tmp_path, METAFLOW_DEFAULT_DATASTORE="local")
         assert col.stop() == 0, col.output()
     logs = _jsonl_logs(Path(f"{prefix}-logs.jsonl"))
     bodies = [_text(r["body"]) for r in logs]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mfotel.testing import CollectorProcess, DatadogIntake
-from tests.conftest import run_flow
+from tests.conftest import run_route_flow
 
 pytestmark = pytest.mark.flow
 
@@ -26,16 +26,9 @@ def test_a_real_run_arrives_in_datadog_tagged_and_correlated(
             + ["hostname=ci-host"],
         )
         col.start(env={"DD_API_KEY": API_KEY})
-        run = run_flow(
-            "route_flow.py",
-            tmp_path,
-            env={
-                "MF_TRACING": "otlp",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint,
-                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
-            },
+        run = run_route_flow(
+            col.http_endpoint, tmp_path, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="delta"
         )
-        assert run.returncode == 0, run.output
         # The collector runs on in real life; here, wait until each signal is in before stopping.
         dd.wait_for(lambda d: bool(d.spans and d.sketches and len(d.logs) >= len(LINES)), 30)
         assert col.stop() == 0, col.output()
@@ -100,12 +93,7 @@ def test_the_otlp_intake_route_sends_otlp_with_the_api_key(
             + [f"{s}_endpoint={dd.http_endpoint}/v1/{s}" for s in ("metrics", "traces", "logs")],
         )
         col.start(env={"DD_API_KEY": API_KEY})
-        run = run_flow(
-            "route_flow.py",
-            tmp_path,
-            env={"MF_TRACING": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": col.http_endpoint},
-        )
-        assert run.returncode == 0, run.output
+        run_route_flow(col.http_endpoint, tmp_path)
         dd.wait_for(lambda r: len(r.logs()) >= len(LINES) and bool(r.spans()), 30)
         assert col.stop() == 0, col.output()
     assert not dd.refused, dd.refused
