@@ -30,11 +30,12 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from mfotel import __version__
 from mfotel._internal.otlp.config import ConfigError, OtlpTarget
+from mfotel._internal.otlp.wire import fields as _wire_fields
 
 if TYPE_CHECKING:
     import ssl
@@ -137,46 +138,6 @@ def _too_big(payload: bytes) -> SendResult | None:
 # A few protobuf wire-format reads, enough for google.rpc.Status, RetryInfo and
 # partial_success, so that no protobuf library is needed.
 
-_Field = tuple[int, int, Union[int, bytes]]
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(data: bytes) -> list[_Field]:
-    """(field number, wire type, value) of each field; ValueError if malformed."""
-    fields: list[_Field] = []
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        value: int | bytes
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, pos = data[pos : pos + size], pos + size
-        elif wire == 2:
-            size, pos = _varint(data, pos)
-            value, pos = data[pos : pos + size], pos + size
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > len(data):
-            raise ValueError("truncated field")
-        fields.append((number, wire, value))
-    return fields
-
-
 def _text(value: int | bytes) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
 
@@ -185,11 +146,11 @@ def _status(data: bytes) -> tuple[str, float | None, bool]:
     """google.rpc.Status: (message, RetryInfo delay in s or None, has RetryInfo)."""
     message, delay, has_retry_info = "", None, False
     try:
-        for number, _, value in _fields(data):
+        for number, _, value in _wire_fields(data):
             if number == 2:
                 message = _text(value)
             elif number == 3 and isinstance(value, bytes):
-                detail = dict((n, v) for n, _, v in _fields(value))
+                detail = dict((n, v) for n, _, v in _wire_fields(value))
                 if _text(detail.get(1, b"")).endswith("/google.rpc.RetryInfo"):
                     has_retry_info = True
                     delay = _retry_delay(detail.get(2, b""))
@@ -201,10 +162,10 @@ def _status(data: bytes) -> tuple[str, float | None, bool]:
 def _retry_delay(info: int | bytes) -> float | None:
     if not isinstance(info, bytes):
         return None
-    for number, _, duration in _fields(info):
+    for number, _, duration in _wire_fields(info):
         if number == 1 and isinstance(duration, bytes):
             seconds = nanos = 0
-            for part, _, amount in _fields(duration):
+            for part, _, amount in _wire_fields(duration):
                 if part == 1 and isinstance(amount, int):
                     seconds = amount
                 elif part == 2 and isinstance(amount, int):
@@ -216,10 +177,10 @@ def _retry_delay(info: int | bytes) -> float | None:
 def _partial_success(data: bytes, signal: str, where: str) -> str:
     """The detail line for an Export*ServiceResponse carrying partial_success, else ""."""
     try:
-        for number, _, value in _fields(data):
+        for number, _, value in _wire_fields(data):
             if number == 1 and isinstance(value, bytes):
                 rejected, message = 0, ""
-                for part, _, item in _fields(value):
+                for part, _, item in _wire_fields(value):
                     if part == 1 and isinstance(item, int):
                         rejected = item
                     elif part == 2:
