@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from mfotel import collector as col
 
 
-def _fail(err: Exception) -> None:
+def _fail(err: Exception) -> NoReturn:
     click.echo(f"mfotel: {err}", err=True)
     raise SystemExit(2)
 
@@ -49,7 +50,6 @@ def _render(target_names: tuple[str, ...], profile: str, assignments: tuple[str,
         return col.render(list(target_names), profile, list(assignments))
     except col.RenderError as err:
         _fail(err)
-        raise  # unreachable
 
 
 @click.command("render-config")
@@ -81,7 +81,6 @@ def validate_config(config: str) -> None:
         verdict = col.validate(Path(config))
     except col.CollectorError as err:
         _fail(err)
-        return
     if verdict.output:
         click.echo(verdict.output, err=not verdict.ok)
     if not verdict.ok:
@@ -103,7 +102,6 @@ def build(force: bool) -> None:
         path = col.build(force=force, log=lambda line: click.echo(line, err=True))
     except col.CollectorError as err:
         _fail(err)
-        return
     click.echo(str(path))
 
 
@@ -119,5 +117,4 @@ def run(target_names: tuple[str, ...], profile: str, assignments: tuple[str, ...
             code = col.run(config)
         except col.CollectorError as err:
             _fail(err)
-            return
     sys.exit(code)

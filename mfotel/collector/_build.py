@@ -53,7 +53,6 @@ class Manifest:
     key: str
     modules: tuple[str, ...]  # "path@version"
     core_version: str  # the collector release, e.g. v0.155.0
-    stable_version: str  # the matching 1.x release of the stable modules
 
     @classmethod
     def load(cls, path: Path = MANIFEST) -> Manifest:
@@ -76,11 +75,8 @@ class Manifest:
             for m in modules
             if m.startswith("go.opentelemetry.io/collector/receiver/")
         )
-        stable = next(m.split("@")[1] for m in modules if "/confmap/provider/" in m)
         key = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cls(
-            text=text, key=key, modules=tuple(modules), core_version=core, stable_version=stable
-        )
+        return cls(text=text, key=key, modules=tuple(modules), core_version=core)
 
 
 def cache_root() -> Path:

@@ -48,7 +48,6 @@ def validate(config: Path, binary: Path | None = None, timeout: float = 120.0) -
         text=True,
         timeout=timeout,
         check=False,
-        env=os.environ.copy(),
     )
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:

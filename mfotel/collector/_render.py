@@ -25,7 +25,6 @@ import yaml
 
 TARGETS_DIR = Path(__file__).with_name("targets")
 PROFILES = ("dev", "prod")
-SIGNALS = ("traces", "metrics", "logs")
 
 # Exporters that send over the network get retries, and in prod a queue kept on disk.
 _NETWORK_EXPORTERS = frozenset(
@@ -301,14 +300,13 @@ def render(
             }
         },
         "processors": processors,
-        "connectors": {},
         "exporters": {},
         "service": {"extensions": list(extensions), "pipelines": {}},
     }
     env_vars: list[str] = []
     for target in chosen:
         frag = _fragment(target, resolved.per_target[target.name], profile)
-        for section in ("exporters", "processors", "extensions", "connectors"):
+        for section in ("exporters", "processors", "extensions"):
             for key, value in (frag.get(section) or {}).items():
                 if key in config[section]:
                     raise RenderError(
@@ -318,13 +316,9 @@ def render(
                 if section == "extensions":
                     config["service"]["extensions"].append(key)
         for signal, pipe in frag["pipelines"].items():
-            kind = signal.split("/")[0]
-            receivers = pipe.get("receivers") or ["otlp"]
-            procs = list(pipe.get("processors") or [])
-            front = common_procs if "otlp" in receivers else ["memory_limiter"]
             config["service"]["pipelines"][f"{signal}/{target.name}"] = {
-                "receivers": receivers,
-                "processors": [*front, *procs, "batch"] if kind in SIGNALS else procs,
+                "receivers": ["otlp"],
+                "processors": [*common_procs, *(pipe.get("processors") or []), "batch"],
                 "exporters": list(pipe["exporters"]),
             }
         env_vars += [s.env for s in target.settings.values() if s.env]
@@ -343,8 +337,6 @@ def render(
                     "create_directory": True,
                 }
                 config["service"]["extensions"].append("file_storage/queue")
-    if not config["connectors"]:
-        del config["connectors"]
 
     header = [
         f"# Rendered by: {command or _command(target_names, profile, assignments)}",

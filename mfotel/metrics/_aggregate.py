@@ -148,8 +148,8 @@ class Aggregator:
                     )
                 )
             elif isinstance(data, Sum):
-                total = series.value - series.reported if series.kind == "cumulative" else 0
-                raw = total if delta and series.kind == "cumulative" else series.value
+                since = series.reported if delta and series.kind == "cumulative" else 0
+                raw = series.value - since
                 value = int(raw) if float(raw).is_integer() else raw
                 data.points.append(
                     NumberPoint(series.attributes, now_ns, value, start_ns=series.start_ns)
