@@ -24,6 +24,7 @@ __all__ = [
     "MFOTEL_SHUTDOWN_TIMEOUT_MS",
     "MFOTEL_SPOOL_DIR",
     "MFOTEL_SPOOL_MAX_MB",
+    "MFOTEL_STATE_DIR",
     "MFOTEL_TAGS",
     "MF_TRACING",
     "EnvVar",
@@ -119,11 +120,18 @@ MF_TRACING = EnvVar(
     kind="choice",
     choices=MODES,
 )
+MFOTEL_STATE_DIR = EnvVar(
+    "MFOTEL_STATE_DIR",
+    "",
+    "The kit's own folder: the spool, the ledger of log lines delivered live (`delivered/`), "
+    "and `mfotel backfill`'s checkpoints (`backfill/`). Default: `.mfotel` under Metaflow's "
+    "local datastore root (the `.metaflow` folder).",
+)
 MFOTEL_SPOOL_DIR = EnvVar(
     "MFOTEL_SPOOL_DIR",
     "",
     "Where telemetry waits when no collector answers, for `mfotel replay`. Default: "
-    "`.mfotel/spool` under Metaflow's local datastore root (the `.metaflow` folder).",
+    "`spool` in the state folder (MFOTEL_STATE_DIR).",
 )
 MFOTEL_SPOOL_MAX_MB = EnvVar(
     "MFOTEL_SPOOL_MAX_MB",
@@ -190,6 +198,7 @@ MFOTEL_DEBUG = EnvVar(
 
 ALL: tuple[EnvVar, ...] = (
     MF_TRACING,
+    MFOTEL_STATE_DIR,
     MFOTEL_SPOOL_DIR,
     MFOTEL_SPOOL_MAX_MB,
     MFOTEL_PROFILE,

@@ -28,6 +28,7 @@ from typing import Any, Callable, TypeVar
 from mfotel import settings
 from mfotel._internal import identity, paths
 from mfotel._internal.ipc import AgentClient, socket_dir
+from mfotel.traces._ids import attempt_span_id, root_context
 from mfotel.traces._propagation import (
     SpanContext,
     extract,
@@ -55,16 +56,6 @@ def warn(line: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-
-
-def root_context(flow_name: str, run_id: str, parent: SpanContext | None = None) -> SpanContext:
-    """The run's root span context: derived from its identity, inside ``parent``'s trace."""
-    import hashlib  # only the runtime and tasks launched without a parent need it
-
-    digest = hashlib.sha256(f"mfotel\0{flow_name}\0{run_id}".encode()).digest()
-    if parent is not None:
-        return SpanContext(parent.trace_id, digest[16:24], parent.sampled, parent.trace_state)
-    return SpanContext(digest[:16], digest[16:24])
 
 
 def _propagators() -> tuple[str, ...]:
@@ -155,9 +146,9 @@ class _Run:
         self.mode = settings.tracing_mode()
         capture = settings.MFOTEL_CAPTURE_LOGS.get_bool()
         self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
-        self.spool_dir = _spool_dir(obj)
+        self.state_dir, self.spool_dir = _state_and_spool_dirs(obj)
         self.socket_path = os.path.join(socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock")
-        self.agent = _start_agent(self.socket_path, self.spool_dir, self.mode)
+        self.agent = _start_agent(self.socket_path, self.spool_dir, self.state_dir, self.mode)
         self.relay_path: str | None = None
         if capture:
             from mfotel.logs import _relay
@@ -198,6 +189,11 @@ class _Run:
             )
             ctx = {"tid": context.trace_id.hex(), "sid": context.span_id.hex(), "res": resource}
             self.scope = _Scope(self.client, context, ctx)
+            from mfotel.logs._ledger import note_run_trace
+
+            note_run_trace(
+                paths.delivered_dir(self.state_dir), self.flow_name, self.run_id, context.trace_id
+            )
             self.scope.send(
                 "start",
                 {
@@ -296,9 +292,11 @@ class _Task:
             # Launched by a scheduler that knows nothing of us: join the run's derived trace.
             parent = root_context(flow_name, run_id)
         self.parent_span_id = parent.span_id
-        self.context = SpanContext(
-            parent.trace_id, new_span_id(), parent.sampled, parent.trace_state
+        # Derived, so that a later backfill of this attempt's persisted log joins this span.
+        span_id = attempt_span_id(
+            parent.trace_id, f"{flow_name}/{run_id}/{step_name}/{task_id}", attempt
         )
+        self.context = SpanContext(parent.trace_id, span_id, parent.sampled, parent.trace_state)
         tags = identity.clean_tags(kwargs.get("opt_tag") or (), warn)
         sys_tags = getattr(getattr(obj, "metadata", None), "sticky_sys_tags", None) or ()
         tags += [t for t in identity.clean_tags(sorted(sys_tags)) if t not in tags]
@@ -434,12 +432,12 @@ def _current_run_id() -> str | None:
     return str(run_id) if run_id else None
 
 
-def _spool_dir(obj: Any) -> str:
+def _state_and_spool_dirs(obj: Any) -> tuple[str, str]:
     impl = getattr(obj, "datastore_impl", None)
     local_root = (
         getattr(impl, "datastore_root", None) if getattr(impl, "TYPE", None) == "local" else None
     )
-    return paths.spool_dir(os.environ, local_root)
+    return paths.state_dir(os.environ, local_root), paths.spool_dir(os.environ, local_root)
 
 
 def _wait_for_agent(agent: Any, timeout: float) -> str:
@@ -460,7 +458,7 @@ def _wait_for_agent(agent: Any, timeout: float) -> str:
         return "done"
 
 
-def _start_agent(socket_path: str, spool_dir: str, mode: str) -> Any:
+def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) -> Any:
     import subprocess
 
     try:
@@ -474,6 +472,8 @@ def _start_agent(socket_path: str, spool_dir: str, mode: str) -> Any:
                 socket_path,
                 "--spool-dir",
                 spool_dir,
+                "--state-dir",
+                state_dir,
                 "--parent-pid",
                 str(os.getpid()),
                 "--mode",

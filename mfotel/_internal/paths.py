@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from mfotel.settings import MFOTEL_SPOOL_DIR
+from mfotel.settings import MFOTEL_SPOOL_DIR, MFOTEL_STATE_DIR
 
 
 def find_local_root(start: str) -> str:
@@ -21,10 +21,28 @@ def find_local_root(start: str) -> str:
         folder = parent
 
 
-def spool_dir(environ: Mapping[str, str], local_root: str | None = None, cwd: str = ".") -> str:
-    """MFOTEL_SPOOL_DIR, else ``.mfotel/spool`` under the local datastore root."""
-    configured = MFOTEL_SPOOL_DIR.get_str(environ)
+def state_dir(environ: Mapping[str, str], local_root: str | None = None, cwd: str = ".") -> str:
+    """MFOTEL_STATE_DIR, else ``.mfotel`` under the local datastore root."""
+    configured = MFOTEL_STATE_DIR.get_str(environ)
     if configured:
         return os.path.abspath(configured)
     root = local_root or environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL") or find_local_root(cwd)
-    return os.path.join(os.path.abspath(root), ".mfotel", "spool")
+    return os.path.join(os.path.abspath(root), ".mfotel")
+
+
+def spool_dir(environ: Mapping[str, str], local_root: str | None = None, cwd: str = ".") -> str:
+    """MFOTEL_SPOOL_DIR, else ``spool`` in the state folder."""
+    configured = MFOTEL_SPOOL_DIR.get_str(environ)
+    if configured:
+        return os.path.abspath(configured)
+    return os.path.join(state_dir(environ, local_root, cwd), "spool")
+
+
+def delivered_dir(state: str) -> str:
+    """The ledger of log lines the live path delivered (see :mod:`mfotel.logs._ledger`)."""
+    return os.path.join(state, "delivered")
+
+
+def checkpoint_dir(state: str) -> str:
+    """``mfotel backfill``'s checkpoints, one file per run."""
+    return os.path.join(state, "backfill")

@@ -14,7 +14,9 @@ from mfotel._internal.model import ResourceLogs, ResourceMetrics, ResourceSpans
 from mfotel._internal.otlp.config import ConfigError, resolve_target
 from mfotel._internal.otlp.encode import encode_logs, encode_metrics, encode_traces
 from mfotel._internal.otlp.transport import Transport, make_transport
+from mfotel._internal.paths import delivered_dir, state_dir
 from mfotel._internal.paths import spool_dir as default_spool_dir
+from mfotel.logs import _ledger
 
 SEND_TIMEOUT_S = 30.0
 
@@ -76,6 +78,7 @@ def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResul
     spool = Spool(folder, settings.MFOTEL_SPOOL_MAX_MB.get_int(environ) * 1024 * 1024)
     spool.recover_stale_claims()
     ingest_inbox(spool)
+    ledger = delivered_dir(state_dir(environ))
     result = ReplayResult(ok=True, summary="")
     transports: dict[str, Transport] = {}
     failure = ""
@@ -101,6 +104,8 @@ def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResul
 
         sent = transport.send(payload, time.monotonic() + SEND_TIMEOUT_S)
         if sent.ok:
+            if claimed.signal == "logs":
+                _ledger.record(ledger, _ledger.entries_in_request(payload))
             claimed.done()
             result.sent[claimed.signal] += spool.records_in(claimed.original)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mfotel import __version__
+from mfotel.cli.backfill import backfill
 from mfotel.cli.collector import collector, render_config, validate_config
 from mfotel.cli.demo import demo
 from mfotel.cli.doctor import doctor
@@ -25,3 +26,4 @@ main.add_command(demo)
 main.add_command(render_config)
 main.add_command(validate_config)
 main.add_command(collector)
+main.add_command(backfill)

@@ -55,17 +55,28 @@ def header(time_ns: int, source: bytes, uid: str, should_persist: bool) -> bytes
     return b"".join((prefix, format_timestamp(time_ns), b"|", source, b"|", uid.encode(), b"]"))
 
 
+_SECONDS: dict[bytes, int] = {}  # "2026-11-22T10:00:00" → ns; lines of a log share seconds
+
+
 def parse_timestamp(stamp: bytes) -> int | None:
     """``2026-11-22T10:00:00.123456`` (UTC, no Z) → ns since the epoch, or None."""
-    import calendar  # only readers parse; the tee, which only writes, never imports it
-
+    whole, _, frac = stamp.partition(b".")
+    seconds = _SECONDS.get(whole)
     try:
-        whole, _, frac = stamp.partition(b".")
-        parsed = time.strptime(whole.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
+        if seconds is None:
+            import calendar  # only readers parse; the tee, which only writes, never imports it
+
+            parsed = time.strptime(whole.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
+            seconds = calendar.timegm(parsed) * 1_000_000_000
+            if len(_SECONDS) >= 4096:
+                _SECONDS.clear()
+            _SECONDS[whole] = seconds
         micros = int((frac + b"000000")[:6]) if frac else 0
     except (ValueError, UnicodeDecodeError):
         return None
-    return calendar.timegm(parsed) * 1_000_000_000 + micros * 1000
+    if micros < 0:  # int() accepts a sign
+        return None
+    return seconds + micros * 1000
 
 
 def parse(line: bytes) -> MflogLine | None:

@@ -30,17 +30,20 @@ def _tell_runtime_done() -> None:
 class _Args:
     socket = ""
     spool_dir = ""
+    state_dir = ""
     parent_pid: int | None = None
     mode = "otlp"
 
 
 def _parse_args(argv: list[str]) -> _Args:
-    """``--socket P --spool-dir D [--parent-pid N] [--mode otlp|console]`` (no argparse: the
+    """``--socket P --spool-dir D [--state-dir S] [--parent-pid N] [--mode otlp|console]``
+    (no argparse: the
     agent starts once per run and argparse alone costs it ~9 ms)."""
     args = _Args()
     pairs = dict(zip(argv[::2], argv[1::2]))
     args.socket = pairs["--socket"]
     args.spool_dir = pairs["--spool-dir"]
+    args.state_dir = pairs.get("--state-dir", "")
     if "--parent-pid" in pairs:
         args.parent_pid = int(pairs["--parent-pid"])
     args.mode = pairs.get("--mode", "otlp")
@@ -73,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "console":
         sink = ConsoleSink()
     else:
-        exporter = Exporter(spool, os.environ, warn)
+        from mfotel._internal.paths import delivered_dir
+
+        ledger = delivered_dir(args.state_dir) if args.state_dir else None
+        exporter = Exporter(spool, os.environ, warn, ledger_dir=ledger)
         sink = OtlpSink(exporter)
 
     def own_counts() -> list[tuple[str, str, float, Mapping[str, Any]]]:

@@ -23,6 +23,8 @@ from typing import Callable
 from mfotel._internal.agent.spool import Spool
 from mfotel._internal.otlp.config import ConfigError, resolve_target
 from mfotel._internal.otlp.transport import SendResult, Transport, make_transport
+from mfotel.logs import _ledger
+from mfotel.logs._ledger import Entry
 
 QUICK_RETRIES = (0.1, 0.4)
 MAX_BACKOFF_S = 30.0
@@ -34,6 +36,7 @@ class Request:
     signal: str
     payload: bytes
     records: int
+    delivered: list[Entry] | None = None  # log line ids, for the ledger once accepted
 
 
 class Exporter:
@@ -42,8 +45,10 @@ class Exporter:
         spool: Spool,
         environ: Mapping[str, str] | None = None,
         warn: Callable[[str], None] | None = None,
+        ledger_dir: str | None = None,
     ) -> None:
         self._spool = spool
+        self._ledger_dir = ledger_dir
         self._environ = dict(os.environ if environ is None else environ)
         self._warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
         self._queue: queue.Queue[Request | None] = queue.Queue(QUEUE_LIMIT)
@@ -60,11 +65,14 @@ class Exporter:
         self._thread = threading.Thread(target=self._work, name="mfotel-exporter", daemon=True)
         self._thread.start()
 
-    def submit(self, signal: str, payload: bytes, records: int) -> None:
+    def submit(
+        self, signal: str, payload: bytes, records: int, delivered: list[Entry] | None = None
+    ) -> None:
+        request = Request(signal, payload, records, delivered)
         try:
-            self._queue.put_nowait(Request(signal, payload, records))
+            self._queue.put_nowait(request)
         except queue.Full:
-            self._to_spool(Request(signal, payload, records), "the export queue is full")
+            self._to_spool(request, "the export queue is full")
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every submitted request has been sent or spooled."""
@@ -129,6 +137,8 @@ class Exporter:
         result = self._attempt(transport, request.payload)
         if result.ok:
             self._count(request.signal, "exported", request.records)
+            if request.delivered and self._ledger_dir:
+                _ledger.record(self._ledger_dir, request.delivered)
             if self._down_until or self._warned:
                 self._recovered()
             return
@@ -181,6 +191,8 @@ class Exporter:
             if transport is None or not transport.send(payload, self._send_deadline()).ok:
                 claimed.release()
                 return
+            if claimed.signal == "logs" and self._ledger_dir:
+                _ledger.record(self._ledger_dir, _ledger.entries_in_request(payload))
             records = self._spool.records_in(claimed.original)
             self._count(claimed.signal, "spooled", -records)
             self._count(claimed.signal, "exported", records)

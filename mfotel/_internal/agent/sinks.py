@@ -14,6 +14,7 @@ from mfotel._internal.model import (
     Sum,
 )
 from mfotel._internal.otlp.encode import encode_logs, encode_metrics, encode_traces
+from mfotel.logs._ledger import entries_of
 
 
 class OtlpSink:
@@ -26,7 +27,7 @@ class OtlpSink:
 
     def logs(self, batches: list[ResourceLogs]) -> None:
         count = sum(len(b.records) for b in batches)
-        self.exporter.submit("logs", encode_logs(batches), count)
+        self.exporter.submit("logs", encode_logs(batches), count, entries_of(batches))
 
     def metrics(self, batches: list[ResourceMetrics]) -> None:
         count = sum(len(m.data.points) for b in batches for m in b.metrics)
