@@ -10,6 +10,7 @@ from mfotel.cli.collector import collector, render_config, validate_config
 from mfotel.cli.demo import demo
 from mfotel.cli.doctor import doctor
 from mfotel.cli.replay import replay
+from mfotel.cli.tail import tail
 
 __all__ = ["main"]
 
@@ -27,3 +28,4 @@ main.add_command(render_config)
 main.add_command(validate_config)
 main.add_command(collector)
 main.add_command(backfill)
+main.add_command(tail)

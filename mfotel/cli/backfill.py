@@ -72,6 +72,7 @@ def backfill(
             )
     store = open_datastore(datastore, datastore_root)
     state = state_folder(state_dir)
+    _warn_about_spool()
     bar: Any = None
     try:
         engine = Backfill(store, state, os.environ, jobs, trace)
@@ -90,7 +91,10 @@ def backfill(
             )
             bar.__enter__()
             engine.progress = bar.update
-        result = engine.run(logs)
+        try:
+            result = engine.run(logs)
+        finally:
+            engine.close()
     except (BackfillError, CheckpointError) as err:
         fail(err)
     finally:
@@ -110,3 +114,19 @@ def backfill(
             err=True,
         )
         raise SystemExit(1)
+
+
+def _warn_about_spool() -> None:
+    """Spooled live log records are not in the ledger yet: replayed after a backfill, the
+    lines they hold would arrive twice."""
+    from mfotel._internal.agent.spool import Spool
+    from mfotel._internal.paths import spool_dir
+
+    pending = Spool(spool_dir(os.environ), 0).pending()
+    if pending["logs"] or pending["inbox"]:
+        click.echo(
+            f"mfotel backfill: the spool holds {pending['logs']} log request(s) and "
+            f"{pending['inbox']} inbox file(s) not sent yet; run `mfotel replay` first, or "
+            "those lines may arrive twice",
+            err=True,
+        )

@@ -142,6 +142,7 @@ class Backfill:
         self._stop = threading.Event()
         self._local = threading.local()
         self._transports: list[Transport] = []
+        self._runs: dict[tuple[str, str], _Run] = {}
 
     # -- what to send ---------------------------------------------------------------------
 
@@ -162,7 +163,8 @@ class Backfill:
 
     def run(self, logs: Sequence[LogFile]) -> BackfillResult:
         started = time.monotonic()
-        result = self.result
+        result = self.result = BackfillResult()
+        self._stop.clear()
         runs = {(log.flow, log.run): self._run_of(log.flow, log.run) for log in logs}
         result.runs = len(runs)
         result.tasks = len({log.pathspec for log in logs})
@@ -176,8 +178,6 @@ class Backfill:
                     pass
         finally:
             self.checkpoints.save()
-            for transport in self._transports:
-                transport.close()
         result.seconds = time.monotonic() - started
         result.uncorrelated_runs = sorted(
             f"{r.flow}/{r.run}" for r in runs.values() if not r.trace_id
@@ -187,12 +187,17 @@ class Backfill:
     # -- machinery ------------------------------------------------------------------------
 
     def _run_of(self, flow: str, run_id: str) -> _Run:
+        known = self._runs.get((flow, run_id))
+        if known is not None:
+            return known
         trace_id = b""
         if self.trace == "derived":
             trace_id = root_context(flow, run_id).trace_id
         elif self.trace == "auto":
             trace_id = _ledger.run_trace(self.ledger_dir, flow, run_id) or b""
-        return _Run(flow, run_id, run_resource(flow, run_id, self.environ), trace_id)
+        run = _Run(flow, run_id, run_resource(flow, run_id, self.environ), trace_id)
+        self._runs[(flow, run_id)] = run
+        return run
 
     def _attempt(self, files: list[LogFile], runs: Mapping[tuple[str, str], _Run]) -> None:
         if self._stop.is_set():
@@ -325,6 +330,11 @@ class Backfill:
         batch.records.clear()
         batch.commits.clear()
         batch.size = 0
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
 
     def _send(self, payload: bytes) -> str:
         transport: Transport | None = getattr(self._local, "transport", None)
