@@ -92,7 +92,7 @@ def copy_of(tmp_path: Path) -> Iterator[Any]:
 def test_backfill_sends_every_persisted_line_once_with_its_timestamp(
     untraced: FlowRun, copy_of: Any
 ) -> None:
-    """Every persisted line of a run arrives once, with its mflog id, timestamp, text and identity."""
+    """Every persisted line arrives once, with its mflog id, timestamp, text and identity."""
     work = copy_of(untraced)
     expected = persisted_lines(work / ".metaflow", "ProbeFlow", untraced.run_id)
     assert len(expected) > 20
@@ -248,7 +248,7 @@ def test_a_dead_collector_fails_the_backfill_and_loses_nothing(
 
 
 def test_corrupt_truncated_and_non_utf8_lines(untraced: FlowRun, copy_of: Any) -> None:
-    """Corrupt and truncated lines are counted and named; a non-UTF-8 line is repaired; the rest goes."""
+    """Corrupt and truncated lines are counted and named, a non-UTF-8 line repaired."""
     work = copy_of(untraced)
     expected = persisted_lines(work / ".metaflow", "ProbeFlow", untraced.run_id)
     log = next(
