@@ -44,6 +44,7 @@ BATCH_RECORDS = 2000
 BATCH_BYTES = 2 << 20
 SEND_TIMEOUT_S = 30.0
 RETRIES = (0.5, 2.0)
+STALE_S = 600.0  # a log unchanged this long belongs to an attempt that is over
 TRACE_MODES = ("auto", "derived", "none")
 
 
@@ -143,6 +144,7 @@ class Backfill:
         self._local = threading.local()
         self._transports: list[Transport] = []
         self._runs: dict[tuple[str, str], _Run] = {}
+        self.done: set[str] = set()  # "pathspec/attempt" of attempts Metaflow marked done
 
     # -- what to send ---------------------------------------------------------------------
 
@@ -150,7 +152,7 @@ class Backfill:
         """Every persisted log the pathspecs name; BackfillError naming one that has none."""
         logs: dict[str, LogFile] = {}
         for spec in specs:
-            found = list(find_logs(self.store, spec, since))
+            found = list(find_logs(self.store, spec, since, self.done))
             if not found:
                 when = " modified since then" if since is not None else ""
                 raise BackfillError(
@@ -240,7 +242,10 @@ class Backfill:
         corrupt = repaired = legacy = live = 0
         first_corrupt = ""
         read = 0
-        lines = read_lines(self.store, log.key, start, log.size, self.final_partial)
+        # A last line without its newline is still being written, unless the attempt is over
+        # (then it was cut short, and is counted as corrupt if it does not parse).
+        ended = f"{log.pathspec}/{log.attempt}" in self.done or time.time() - log.mtime > STALE_S
+        lines = read_lines(self.store, log.key, start, log.size, self.final_partial and ended)
         for begin, end, raw in lines:
             read = end - start
             text: bytes

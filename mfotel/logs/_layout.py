@@ -107,11 +107,18 @@ def log_file(key: str, size: int, mtime: float = 0.0) -> LogFile | None:
     )
 
 
-def find_logs(store: LogStore, spec: Pathspec, since: float | None = None) -> Iterator[LogFile]:
+def find_logs(
+    store: LogStore, spec: Pathspec, since: float | None = None, done: set[str] | None = None
+) -> Iterator[LogFile]:
     """Every persisted log under ``spec`` (modified at or after ``since``, when given), in
-    pathspec order: runs, steps, tasks, attempts, then runtime, task, legacy; stdout first."""
+    pathspec order: runs, steps, tasks, attempts, then runtime, task, legacy; stdout first.
+    ``done`` collects ``pathspec/attempt`` of the attempts whose ``DONE.lock`` is there."""
     found = []
     for info in store.list(spec.prefix):
+        if done is not None and info.key.endswith(".DONE.lock"):
+            folder, _, name = info.key.rpartition("/")
+            done.add(f"{folder}/{name.split('.', 1)[0]}")
+            continue
         log = log_file(info.key, info.size, info.mtime)
         if log is None or (since is not None and info.mtime < since):
             continue

@@ -51,7 +51,8 @@ def tail(
     deadline = time.monotonic() + wait_s
     last_sizes: dict[str, int] | None = None
     while True:
-        logs = list(find_logs(store, spec))
+        done_attempts: set[str] = set()
+        logs = list(find_logs(store, spec, done=done_attempts))
         if not logs:
             if not follow or time.monotonic() >= deadline:
                 raise TailError(
@@ -63,7 +64,7 @@ def tail(
         attempt = max(log.attempt for log in logs)
         current = [log for log in logs if log.attempt == attempt]
         result.attempt = attempt
-        done = store.stat(f"{spec.prefix}{attempt}.DONE.lock") is not None
+        done = f"{spec}/{attempt}" in done_attempts
         sizes = {log.key: log.size for log in current}
         settled = done and sizes == last_sizes
         final = settled or not follow
@@ -71,6 +72,7 @@ def tail(
             result.lines += _print_new(store, log, offsets, echo, final)
         if exporter is not None:
             exporter.final_partial = final
+            exporter.done = done_attempts
             sent = exporter.run(current)
             result.exported += sent.lines
             if not sent.ok:
