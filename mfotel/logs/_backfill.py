@@ -28,15 +28,14 @@ from typing import Any
 
 from mfotel._internal import identity
 from mfotel._internal.agent.pipeline import SCOPE
-from mfotel._internal.model import LogRecord, ResourceLogs
 from mfotel._internal.otlp.config import ConfigError, resolve_target
-from mfotel._internal.otlp.encode import encode_logs
+from mfotel._internal.otlp.encode import LogRow, encode_log_rows, log_attributes
 from mfotel._internal.otlp.transport import Transport, make_transport
 from mfotel.logs import _ledger
 from mfotel.logs._checkpoint import Checkpoints
 from mfotel.logs._layout import LogFile, Pathspec, find_logs
 from mfotel.logs._mflog import parse
-from mfotel.logs._records import make_record
+from mfotel.logs._records import body_and_severity
 from mfotel.logs._stores import LogStore
 from mfotel.traces._ids import attempt_span_id, root_context
 
@@ -106,7 +105,10 @@ class _Run:
 
 @dataclass
 class _Batch:
-    records: list[tuple[_Run, LogRecord]] = field(default_factory=list)
+    """One worker's records of one task attempt (so of one run), not yet sent."""
+
+    run: _Run
+    rows: list[LogRow] = field(default_factory=list)
     size: int = 0
     commits: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -214,7 +216,7 @@ class Backfill:
         span_id = (
             attempt_span_id(run.trace_id, first.pathspec, first.attempt) if run.trace_id else b""
         )
-        batch = _Batch()
+        batch = _Batch(run)
         for log in files:
             if self._stop.is_set():
                 return
@@ -242,15 +244,16 @@ class Backfill:
         corrupt = repaired = legacy = live = 0
         first_corrupt = ""
         read = 0
+        shared: dict[str, bytes] = {}  # metaflow.log.source → the attributes all lines share
         # A last line without its newline is still being written, unless the attempt is over
         # (then it was cut short, and is counted as corrupt if it does not parse).
         ended = f"{log.pathspec}/{log.attempt}" in self.done or time.time() - log.mtime > STALE_S
         lines = read_lines(self.store, log.key, start, log.size, self.final_partial and ended)
+        rows, commits, mtime_ns = batch.rows, batch.commits, int(log.mtime * 1e9) or observed
+        end = start
         for begin, end, raw in lines:
-            read = end - start
             text: bytes
-            if not raw.strip():
-                batch.commits[commit_key] = end
+            if not raw or raw.isspace():
                 continue
             if log.legacy:
                 uid = _legacy_uid(url, begin)
@@ -262,7 +265,6 @@ class Backfill:
                     corrupt += 1
                     if not first_corrupt:
                         first_corrupt = f"{url} at byte {begin}"
-                    batch.commits[commit_key] = end
                     continue
                 uid, time_ns, source, text = (
                     parsed.uid,
@@ -272,7 +274,6 @@ class Backfill:
                 )
                 if uid in delivered:
                     live += 1
-                    batch.commits[commit_key] = end
                     continue
             if text.endswith(b"\r"):
                 text = text[:-1]
@@ -281,24 +282,35 @@ class Backfill:
             except UnicodeDecodeError:
                 body = text.decode("utf-8", "replace")
                 repaired += 1
-            record = make_record(
-                uid,
-                time_ns,
-                log.stream,
-                body,
-                source,
-                attrs,
-                run.trace_id,
-                span_id,
-                observed if time_ns else int(log.mtime * 1e9) or observed,
+            block = shared.get(source)
+            if block is None:
+                block = shared[source] = log_attributes(
+                    {**attrs, "log.iostream": log.stream, "metaflow.log.source": source}
+                )
+            value, severity, severity_text = body_and_severity(body)
+            rows.append(
+                (
+                    time_ns,
+                    observed if time_ns else mtime_ns,
+                    value,
+                    severity,
+                    severity_text,
+                    block,
+                    uid,
+                    run.trace_id,
+                    span_id,
+                    1 if span_id else 0,
+                )
             )
-            batch.records.append((run, record))
-            batch.size += len(raw) + 200
-            batch.commits[commit_key] = end
-            if len(batch.records) >= BATCH_RECORDS or batch.size >= BATCH_BYTES:
+            batch.size += len(raw) + len(block) + 60
+            if len(rows) >= BATCH_RECORDS or batch.size >= BATCH_BYTES:
+                commits[commit_key] = end
                 self._flush(batch)
                 if self._stop.is_set():
                     break
+        else:  # every line read: the checkpoint may move past the skipped ones too
+            commits[commit_key] = end
+        read = end - start
         with self._lock:
             r = self.result
             r.bytes_read += read
@@ -314,13 +326,8 @@ class Backfill:
     def _flush(self, batch: _Batch) -> None:
         if self._stop.is_set():
             return
-        if batch.records:
-            grouped: dict[int, tuple[_Run, list[LogRecord]]] = {}
-            for run, record in batch.records:
-                grouped.setdefault(id(run), (run, []))[1].append(record)
-            payload = encode_logs(
-                [ResourceLogs(run.resource, SCOPE, records) for run, records in grouped.values()]
-            )
+        if batch.rows:
+            payload = encode_log_rows(batch.run.resource, SCOPE, batch.rows, "log.record.uid")
             problem = self._send(payload)
             if problem:
                 with self._lock:
@@ -329,10 +336,10 @@ class Backfill:
                         self.result.error = problem
                 self._stop.set()
                 return
-            self._count(lines=len(batch.records), requests=1)
+            self._count(lines=len(batch.rows), requests=1)
         for (flow, run_id, url), offset in batch.commits.items():
             self.checkpoints.advance(flow, run_id, url, offset)
-        batch.records.clear()
+        batch.rows.clear()
         batch.commits.clear()
         batch.size = 0
 

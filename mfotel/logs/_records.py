@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,12 +33,10 @@ _LEVELS = {
     "exception": (SEVERITY_ERROR, "ERROR"),
 }
 _LEVEL_KEYS = ("level", "severity", "levelname", "log.level", "lvl", "status")
-# Python logging's default format starts "LEVEL:logger:"; the common "[LEVEL]" too.
-_PREFIXES = tuple(
-    (prefix.format(name.upper()), level)
-    for name, level in _LEVELS.items()
-    for prefix in ("{}:", "[{}]", "{} ")
-)
+# Python logging's default format starts "LEVEL:logger:"; the common "[LEVEL]" too. One
+# regex match and one dict look-up per line (this runs for every line, live and backfilled).
+_PREFIX = re.compile(r"\[([A-Z]+)\]|([A-Z]+)[: ]")
+_PREFIX_LEVELS = {name.upper(): level for name, level in _LEVELS.items()}
 
 
 def severity_of(value: object) -> tuple[int, str]:
@@ -69,9 +68,11 @@ def body_and_severity(text: str) -> tuple[AttrValue, int, str]:
                         return parsed, number, name
             return parsed, SEVERITY_UNSPECIFIED, ""
     if stripped[:1].isupper() or stripped[:1] == "[":
-        for prefix, (number, name) in _PREFIXES:
-            if stripped.startswith(prefix):
-                return text, number, name
+        match = _PREFIX.match(stripped)
+        if match is not None:
+            found = _PREFIX_LEVELS.get(match.group(1) or match.group(2))
+            if found is not None:
+                return text, found[0], found[1]
     return text, SEVERITY_UNSPECIFIED, ""
 
 

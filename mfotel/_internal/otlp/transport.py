@@ -138,6 +138,7 @@ def _too_big(payload: bytes) -> SendResult | None:
 # A few protobuf wire-format reads, enough for google.rpc.Status, RetryInfo and
 # partial_success, so that no protobuf library is needed.
 
+
 def _text(value: int | bytes) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
 
