@@ -112,6 +112,7 @@ SDK_PATH = textwrap.dedent(
                 attrs["metaflow.log.source"] = line.logsource.decode()
                 logger.emit(timestamp=ns, body=line.msg.decode("utf-8", "replace"),
                             attributes=attrs)
+    provider.force_flush(3_600_000)  # shutdown alone gives up on what is still queued
     provider.shutdown()
     """
 )

@@ -13,6 +13,16 @@ from pathlib import Path
 import pytest
 
 from mfotel.testing import OTLPReceiver
+from tests.emulators import (
+    Azurite,
+    EmulatorError,
+    GCSEmulator,
+    MotoServer,
+    node_tools_missing,
+    start_azurite,
+    start_gcs,
+    start_moto,
+)
 
 FLOWS = Path(__file__).parent / "flows"
 REPO = Path(__file__).parent.parent
@@ -132,3 +142,51 @@ def run_route_flow(collector_http_endpoint: str, workdir: Path, **env: str) -> F
     )
     assert run.returncode == 0, run.output
     return run
+
+
+# --- Object-store emulators (tests/emulators.py): real servers on loopback, one per session ---
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's S3 server: ``.endpoint``, ``.env`` for boto3 and Metaflow, ``.make_bucket(name)``."""
+    try:
+        server = start_moto(tmp_path_factory.mktemp("moto"))
+    except EmulatorError as err:
+        pytest.fail(str(err))
+    try:
+        yield server
+    finally:
+        server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator]:
+    """gcp-storage-emulator: ``.endpoint``, ``.env`` for google-cloud-storage and Metaflow,
+    ``.client()``, ``.make_bucket(name)``."""
+    try:
+        server = start_gcs(tmp_path_factory.mktemp("gcs"))
+    except EmulatorError as err:
+        pytest.fail(str(err))
+    try:
+        yield server
+    finally:
+        server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's blob service (TLS): ``.endpoint``, ``.connection_string``, ``.env`` for the SDK
+    and Metaflow, ``.ca_bundle``, ``.service_client()``, ``.make_container(name)``."""
+    if node_tools_missing():
+        pytest.skip(
+            "needs Node.js and npm for Azurite: install them (e.g. apt-get install nodejs npm)"
+        )
+    try:
+        server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    except EmulatorError as err:
+        pytest.fail(str(err))
+    try:
+        yield server
+    finally:
+        server.process.stop()

@@ -12,6 +12,7 @@ import click
 from mfotel.cli._datastore import datastore_options, fail, open_datastore, pathspecs, state_folder
 from mfotel.logs._backfill import Backfill, BackfillError, parse_since
 from mfotel.logs._checkpoint import CheckpointError, Checkpoints
+from mfotel.logs._stores import StoreError
 
 
 @click.command()
@@ -95,7 +96,7 @@ def backfill(
             result = engine.run(logs)
         finally:
             engine.close()
-    except (BackfillError, CheckpointError) as err:
+    except (BackfillError, CheckpointError, StoreError) as err:
         fail(err)
     finally:
         if bar is not None:
@@ -109,8 +110,8 @@ def backfill(
         )
     if not result.ok:
         click.echo(
-            f"mfotel backfill: {result.error}; nothing is lost: run the same command again "
-            "to go on from the checkpoint",
+            f"mfotel backfill: stopped: {result.error}; nothing is lost: run the same command "
+            "again to go on from the checkpoint",
             err=True,
         )
         raise SystemExit(1)

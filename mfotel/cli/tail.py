@@ -9,6 +9,7 @@ import click
 
 from mfotel.cli._datastore import datastore_options, fail, open_datastore, pathspecs, state_folder
 from mfotel.logs._backfill import Backfill, BackfillError
+from mfotel.logs._stores import StoreError
 from mfotel.logs._tail import TailError
 from mfotel.logs._tail import tail as follow_task
 
@@ -62,7 +63,7 @@ def tail(
 
     try:
         result = follow_task(store, spec, echo, interval, wait, follow, exporter)
-    except TailError as err:
+    except (TailError, StoreError) as err:
         fail(err)
     except KeyboardInterrupt:
         raise SystemExit(130) from None

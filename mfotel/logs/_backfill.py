@@ -36,7 +36,7 @@ from mfotel.logs._checkpoint import Checkpoints
 from mfotel.logs._layout import LogFile, Pathspec, find_logs
 from mfotel.logs._mflog import parse
 from mfotel.logs._records import body_and_severity
-from mfotel.logs._stores import LogStore
+from mfotel.logs._stores import LogStore, StoreError
 from mfotel.traces._ids import attempt_span_id, root_context
 
 BATCH_RECORDS = 2000
@@ -217,11 +217,14 @@ class Backfill:
             attempt_span_id(run.trace_id, first.pathspec, first.attempt) if run.trace_id else b""
         )
         batch = _Batch(run)
-        for log in files:
-            if self._stop.is_set():
-                return
-            self._file(log, run, attrs, span_id, delivered, batch)
-        self._flush(batch)
+        try:
+            for log in files:
+                if self._stop.is_set():
+                    return
+                self._file(log, run, attrs, span_id, delivered, batch)
+            self._flush(batch)
+        except StoreError as exc:  # the store went away mid-way: stop, keep what was sent
+            self._fail(str(exc))
 
     def _file(
         self,
@@ -330,11 +333,7 @@ class Backfill:
             payload = encode_log_rows(batch.run.resource, SCOPE, batch.rows, "log.record.uid")
             problem = self._send(payload)
             if problem:
-                with self._lock:
-                    if not self.result.error:
-                        self.result.ok = False
-                        self.result.error = problem
-                self._stop.set()
+                self._fail(problem)
                 return
             self._count(lines=len(batch.rows), requests=1)
         for (flow, run_id, url), offset in batch.commits.items():
@@ -342,6 +341,13 @@ class Backfill:
         batch.rows.clear()
         batch.commits.clear()
         batch.size = 0
+
+    def _fail(self, problem: str) -> None:
+        with self._lock:
+            if not self.result.error:
+                self.result.ok = False
+                self.result.error = problem
+        self._stop.set()
 
     def close(self) -> None:
         for transport in self._transports:
