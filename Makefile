@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench compile collector clean
+.PHONY: demo test bench bench-backfill compile collector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: $(STAMP) compile collector
 
 bench: $(STAMP) compile
 	$(PY) benchmarks/bench_overhead.py
+
+bench-backfill: $(STAMP) compile
+	$(PY) benchmarks/bench_backfill.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -89,8 +89,9 @@ SDK_PATH = textwrap.dedent(
     root, flow, run = sys.argv[1], sys.argv[2], sys.argv[3]
     provider = LoggerProvider(resource=Resource.create(
         {"service.name": "metaflow", "metaflow.flow.name": flow, "metaflow.run.id": run}))
+    exporter = OTLPLogExporter(endpoint=sys.argv[4])
     provider.add_log_record_processor(BatchLogRecordProcessor(
-        OTLPLogExporter(endpoint=sys.argv[4]), max_queue_size=4_000_000, max_export_batch_size=2000))
+        exporter, max_queue_size=4_000_000, max_export_batch_size=2000))
     logger = provider.get_logger("baseline")
     for path in sorted(pathlib.Path(root, flow, run).glob("*/*/*.log")):
         step, task = path.parent.parent.name, path.parent.name
@@ -117,7 +118,7 @@ SDK_PATH = textwrap.dedent(
     """
 )
 
-WORDS = "loss acc lr grad_norm throughput tokens epoch step eval ppl".split()
+WORDS = ["loss", "acc", "lr", "grad_norm", "throughput", "tokens", "epoch", "step", "eval", "ppl"]
 
 
 def generate(root: Path, megabytes: int) -> tuple[int, int]:
@@ -142,7 +143,7 @@ def generate(root: Path, megabytes: int) -> tuple[int, int]:
                 else:
                     fields = " ".join(f"{w}={rnd.random():.4f}" for w in rnd.sample(WORDS, 6))
                     text = f"[rank 0] step {n}/{10**6} {fields}"
-                uid = "%032x" % rnd.getrandbits(128)
+                uid = f"{rnd.getrandbits(128):032x}"
                 uid = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
                 line = f"[MFLOG|0|{stamp}.{n % 1_000_000:06d}Z|task|{uid}]{text}\n".encode()
                 chunks.append(line)
@@ -177,9 +178,7 @@ def delivered(port: int) -> tuple[int, int]:
 def main() -> None:
     megabytes = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     work = Path(tempfile.mkdtemp(prefix="mfotel-bench-backfill-"))
-    receiver = subprocess.Popen(
-        [sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True
-    )
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
     try:
         assert receiver.stdout is not None
         port = int(receiver.stdout.readline())
@@ -190,9 +189,9 @@ def main() -> None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
         env["MFOTEL_STATE_DIR"] = str(work / "state")
         mfotel = [sys.executable, "-m", "mfotel.cli", "backfill", f"BenchFlow/{RUN_ID}"]
+        sdk = [sys.executable, "-c", SDK_PATH, str(root), "BenchFlow", RUN_ID]
         runs = {
-            "stock SDK path": [sys.executable, "-c", SDK_PATH, str(root), "BenchFlow", RUN_ID,
-                               f"http://127.0.0.1:{port}/v1/logs"],  # fmt: skip
+            "stock SDK path": [*sdk, f"http://127.0.0.1:{port}/v1/logs"],
             "mfotel backfill --jobs 1": [*mfotel, "--jobs", "1", "--reset"],
             "mfotel backfill": [*mfotel, "--reset"],
         }

@@ -11,7 +11,7 @@ import click
 
 from mfotel.cli._datastore import datastore_options, fail, open_datastore, pathspecs, state_folder
 from mfotel.logs._backfill import Backfill, BackfillError, parse_since
-from mfotel.logs._checkpoint import CheckpointError, Checkpoints
+from mfotel.logs._checkpoint import CheckpointError
 from mfotel.logs._stores import StoreError
 
 
@@ -79,12 +79,11 @@ def backfill(
         engine = Backfill(store, state, os.environ, jobs, trace)
         logs = engine.plan(specs, since_s)
         if reset:
-            checkpoints = Checkpoints(engine.checkpoints.folder)
             for flow, run in {(log.flow, log.run) for log in logs}:
                 for spec in specs:
                     if spec.flow == flow and spec.run in (None, run):
                         under = None if spec.step is None else f"/{spec}/"
-                        checkpoints.reset(flow, run, under)
+                        engine.checkpoints.reset(flow, run, under)
         show = sys.stderr.isatty() if progress is None else progress
         if show:
             bar = click.progressbar(

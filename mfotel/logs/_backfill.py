@@ -31,6 +31,7 @@ from mfotel._internal.agent.pipeline import SCOPE
 from mfotel._internal.otlp.config import ConfigError, resolve_target
 from mfotel._internal.otlp.encode import LogRow, encode_log_rows, log_attributes
 from mfotel._internal.otlp.transport import Transport, make_transport
+from mfotel._internal.paths import checkpoint_dir, delivered_dir, find_local_root
 from mfotel.logs import _ledger
 from mfotel.logs._checkpoint import Checkpoints
 from mfotel.logs._layout import LogFile, Pathspec, find_logs
@@ -132,8 +133,6 @@ class Backfill:
         self.trace = trace
         self.progress = progress
         self.final_partial = final_partial  # False while the logs may still grow (tail)
-        from mfotel._internal.paths import checkpoint_dir, delivered_dir
-
         self.ledger_dir = delivered_dir(state_dir)
         self.checkpoints = Checkpoints(checkpoint_dir(state_dir))
         try:
@@ -436,8 +435,6 @@ def default_root(datastore: str, environ: Mapping[str, str] | None = None) -> st
     """Metaflow's own configured root for ``datastore``."""
     env = os.environ if environ is None else environ
     if datastore == "local":
-        from mfotel._internal.paths import find_local_root
-
         return env.get("METAFLOW_DATASTORE_SYSROOT_LOCAL") or find_local_root(".")
     name = {"s3": "S3", "gs": "GS", "azure": "AZURE"}[datastore]
     value = env.get(f"METAFLOW_DATASTORE_SYSROOT_{name}")

@@ -328,3 +328,50 @@ def test_tail_prints_a_finished_task_like_metaflow_logs(untraced: FlowRun, copy_
     assert sorted(done.stdout.splitlines()) == sorted(out)
     err = [line["text"] for line in mine.values() if line["stream"] == "stderr"]
     assert sorted(done.stderr.splitlines()) == sorted(err)
+
+
+def test_tail_follows_a_log_as_it_grows(tmp_path: Path) -> None:
+    """Tail prints a line as soon as it is persisted, holds back a half-written one, and ends
+    once the attempt's DONE.lock is there."""
+    import select
+
+    task = tmp_path / ".metaflow" / "GrowFlow" / "5" / "train" / "2"
+    task.mkdir(parents=True)
+    log = task / "0.task_stdout.log"
+    header = "[MFLOG|0|2026-12-01T10:00:0{}.000000Z|task|uid-{}]"
+    log.write_text(header.format(1, 1) + "first line\n" + header.format(2, 2) + "second ha")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MFOTEL_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mfotel.cli", "tail", "GrowFlow/5/train/2", "--interval", "0.05"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "tail printed nothing"
+        assert proc.stdout.readline() == "first line\n"
+        assert proc.poll() is None  # still following: the attempt is not done
+        with log.open("a") as handle:
+            handle.write("lf\n" + header.format(3, 3) + "third line\n")
+        (task / "0.DONE.lock").write_text("")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["second half", "third line"]
+
+
+def test_progress_bar_on_request(untraced: FlowRun, copy_of: Any) -> None:
+    """--progress draws a progress bar on stderr; stdout keeps only the summary."""
+    work = copy_of(untraced)
+    with OTLPReceiver(http=True) as rx:
+        done = mfotel(
+            "backfill", f"ProbeFlow/{untraced.run_id}", "--progress", cwd=work, env=to(rx)
+        )
+    assert done.returncode == 0, done.stderr
+    assert "backfill" in done.stderr and "100%" in done.stderr
+    assert done.stdout.startswith("mfotel backfill: ") and len(done.stdout.splitlines()) == 1

@@ -1,7 +1,7 @@
 """Backfill and tail from S3 (moto), GCS (gcp-storage-emulator) and Azure Blob (Azurite).
 
-Metaflow itself runs ProbeFlow with its datastore set to s3, gs or azure against each emulator, so the
-logs are laid out and written exactly as Metaflow writes them there; what arrives at the OTLP
+Metaflow itself runs ProbeFlow with its datastore (s3, gs, azure) in each emulator, so the logs
+are laid out and written exactly as Metaflow writes them there; what arrives at the OTLP
 receiver is checked against those objects as Metaflow's own mflog parser reads them.
 """
 
