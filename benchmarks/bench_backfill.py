@@ -188,7 +188,15 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MFOTEL_"))}
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
         env["MFOTEL_STATE_DIR"] = str(work / "state")
-        mfotel = [sys.executable, "-m", "mfotel.cli", "backfill", f"BenchFlow/{RUN_ID}"]
+        mfotel = [
+            sys.executable,
+            "-m",
+            "mfotel.cli",
+            "backfill",
+            f"BenchFlow/{RUN_ID}",
+            "--trace",
+            "none",
+        ]
         sdk = [sys.executable, "-c", SDK_PATH, str(root), "BenchFlow", RUN_ID]
         runs = {
             "stock SDK path": [*sdk, f"http://127.0.0.1:{port}/v1/logs"],

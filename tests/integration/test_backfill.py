@@ -365,13 +365,32 @@ def test_tail_follows_a_log_as_it_grows(tmp_path: Path) -> None:
     assert out.splitlines() == ["second half", "third line"]
 
 
-def test_progress_bar_on_request(untraced: FlowRun, copy_of: Any) -> None:
-    """--progress draws a progress bar on stderr; stdout keeps only the summary."""
+def test_progress_bar_on_a_terminal(untraced: FlowRun, copy_of: Any) -> None:
+    """On a terminal, a progress bar on stderr reaches 100%; stdout keeps only the summary."""
+    import pty
+
     work = copy_of(untraced)
+    main_fd, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MFOTEL_"))}
     with OTLPReceiver(http=True) as rx:
-        done = mfotel(
-            "backfill", f"ProbeFlow/{untraced.run_id}", "--progress", cwd=work, env=to(rx)
+        env.update(to(rx))
+        done = subprocess.run(
+            [sys.executable, "-m", "mfotel.cli", "backfill", f"ProbeFlow/{untraced.run_id}"],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
         )
-    assert done.returncode == 0, done.stderr
-    assert "backfill" in done.stderr and "100%" in done.stderr
+    os.close(terminal)
+    shown = b""
+    try:
+        while chunk := os.read(main_fd, 65536):
+            shown += chunk
+    except OSError:  # the terminal's other end is closed: all of it was read
+        pass
+    os.close(main_fd)
+    assert done.returncode == 0
+    assert b"backfill" in shown and b"100%" in shown, shown
     assert done.stdout.startswith("mfotel backfill: ") and len(done.stdout.splitlines()) == 1
