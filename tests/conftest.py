@@ -103,6 +103,22 @@ def run_flow(
     return FlowRun(result, workdir, run_id)
 
 
+def run_mfotel(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The `mfotel` command for real, in a clean environment plus ``env``."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MF_", "MFOTEL_"))}
+    full.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mfotel.cli", *args],
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def otlp_env(rx: OTLPReceiver, protocol: str = "http/protobuf", **extra: str) -> dict[str, str]:
     endpoint = rx.grpc_endpoint if protocol == "grpc" else rx.http_endpoint
     env = {

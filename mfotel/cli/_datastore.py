@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import NoReturn
 
 import click
 
 from mfotel._internal import paths
+from mfotel.cli._fail import fail
 from mfotel.logs._backfill import BackfillError, default_datastore, default_root
 from mfotel.logs._layout import Pathspec, PathspecError, parse_pathspec
 from mfotel.logs._stores import DATASTORES, LogStore, StoreError, open_store
-
-
-def fail(err: Exception | str) -> NoReturn:
-    """Bad input: one line naming it and the fix, exit code 2."""
-    click.echo(f"mfotel: {err}", err=True)
-    raise SystemExit(2)
 
 
 def datastore_options(f: click.decorators.FC) -> click.decorators.FC:

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from mfotel.cli._datastore import datastore_options, fail, open_datastore, pathspecs, state_folder
+from mfotel.cli._datastore import datastore_options, open_datastore, pathspecs, state_folder
+from mfotel.cli._fail import fail
 from mfotel.logs._backfill import Backfill, BackfillError, parse_since
 from mfotel.logs._checkpoint import CheckpointError
 from mfotel.logs._stores import StoreError

@@ -5,16 +5,11 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
 from mfotel import collector as col
-
-
-def _fail(err: Exception) -> NoReturn:
-    click.echo(f"mfotel: {err}", err=True)
-    raise SystemExit(2)
+from mfotel.cli._fail import fail
 
 
 def _target_option(f: click.decorators.FC) -> click.decorators.FC:
@@ -49,7 +44,7 @@ def _render(target_names: tuple[str, ...], profile: str, assignments: tuple[str,
     try:
         return col.render(list(target_names), profile, list(assignments))
     except col.RenderError as err:
-        _fail(err)
+        fail(err)
 
 
 @click.command("render-config")
@@ -80,7 +75,7 @@ def validate_config(config: str) -> None:
     try:
         verdict = col.validate(Path(config))
     except col.CollectorError as err:
-        _fail(err)
+        fail(err)
     if verdict.output:
         click.echo(verdict.output, err=not verdict.ok)
     if not verdict.ok:
@@ -101,7 +96,7 @@ def build(force: bool) -> None:
     try:
         path = col.build(force=force, log=lambda line: click.echo(line, err=True))
     except col.CollectorError as err:
-        _fail(err)
+        fail(err)
     click.echo(str(path))
 
 
@@ -116,5 +111,5 @@ def run(target_names: tuple[str, ...], profile: str, assignments: tuple[str, ...
         try:
             code = col.run(config)
         except col.CollectorError as err:
-            _fail(err)
+            fail(err)
     sys.exit(code)

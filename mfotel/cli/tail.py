@@ -7,7 +7,8 @@ import time
 
 import click
 
-from mfotel.cli._datastore import datastore_options, fail, open_datastore, pathspecs, state_folder
+from mfotel.cli._datastore import datastore_options, open_datastore, pathspecs, state_folder
+from mfotel.cli._fail import fail
 from mfotel.logs._backfill import Backfill, BackfillError
 from mfotel.logs._stores import StoreError
 from mfotel.logs._tail import TailError

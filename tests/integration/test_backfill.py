@@ -20,7 +20,7 @@ import pytest
 from metaflow.mflog.mflog import parse as metaflow_parse
 
 from mfotel.testing import OTLPReceiver, ReceivedLog, free_port
-from tests.conftest import FlowRun, otlp_env, run_flow
+from tests.conftest import FlowRun, otlp_env, run_flow, run_mfotel
 
 pytestmark = pytest.mark.flow
 
@@ -48,16 +48,7 @@ def persisted_lines(root: Path, flow: str, run_id: str) -> dict[str, dict[str, A
 def mfotel(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MFOTEL_"))}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "mfotel.cli", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_mfotel(*args, cwd=cwd, env=env, timeout=120)
 
 
 def to(rx: OTLPReceiver) -> dict[str, str]:

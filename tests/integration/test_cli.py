@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mfotel.testing import OTLPReceiver
-
-
-def _mfotel(
-    *args: str,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MF_", "MFOTEL_"))}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "mfotel.cli", *args],
-        env=full,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.conftest import run_mfotel as _mfotel
 
 
 def test_doctor_shows_settings_sources_extension_and_endpoints(

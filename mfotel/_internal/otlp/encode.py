@@ -554,11 +554,7 @@ def encode_log_rows(
         out.append(_LOG_ATTRIBUTES)
         out += _kv_bytes(own_key, own)
         _put_log_tail(out, flags, trace_id, span_id, observed_ns, "")
-        n = len(out) - at - 1
-        if n < 0x80:
-            out[at] = n
-        else:
-            out[at : at + 1] = _varint(n)
+        _close(out, at)
     _close(out, scope_at)
     _close(out, batch_at)
     return bytes(out)
