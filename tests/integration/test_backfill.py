@@ -52,7 +52,8 @@ def mfotel(
 
 
 def to(rx: OTLPReceiver) -> dict[str, str]:
-    return {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint}
+    # Another USER than the run's: the run's user must come from Metaflow's metadata.
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint, "USER": "backfiller"}
 
 
 def by_uid(logs: list[ReceivedLog]) -> Counter[str]:
@@ -105,7 +106,7 @@ def test_backfill_sends_every_persisted_line_once_with_its_timestamp(
         assert ident["metaflow.task.attempt"] == line["attempt"]
         assert ident["metaflow.flow.name"] == "ProbeFlow"
         assert ident["metaflow.run.id"] == untraced.run_id
-        assert ident["metaflow.user"] == "tester"
+        assert ident["metaflow.user"] == os.environ["USER"]  # who ran it (run_flow's USER)
         assert "probe-tag" in ident["metaflow.tags"]
         assert log.trace_id == ""  # never traced: no trace to point at
     structured = [log for log in logs if isinstance(log.body, dict)]
