@@ -9,6 +9,7 @@ from mfotel.cli.backfill import backfill
 from mfotel.cli.collector import collector, render_config, validate_config
 from mfotel.cli.demo import demo
 from mfotel.cli.doctor import doctor
+from mfotel.cli.logs import logs
 from mfotel.cli.replay import replay
 from mfotel.cli.tail import tail
 
@@ -29,3 +30,4 @@ main.add_command(validate_config)
 main.add_command(collector)
 main.add_command(backfill)
 main.add_command(tail)
+main.add_command(logs)
