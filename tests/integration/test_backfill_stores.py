@@ -8,6 +8,7 @@ receiver is checked against those objects as Metaflow's own mflog parser reads t
 from __future__ import annotations
 
 import calendar
+import json
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -210,3 +211,16 @@ def test_no_credentials_is_one_line(moto_server: MotoServer, tmp_path: Path) -> 
     assert done.returncode == 2, done.stderr
     assert "credentials" in done.stderr.lower()
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_locate_finds_the_logs_in_the_store(store: Store, untraced_remote: FlowRun) -> None:
+    """`mfotel logs locate` reads the datastore from the task's metadata and lists its objects."""
+    run = untraced_remote
+    done = mfotel("logs", "locate", f"ProbeFlow/{run.run_id}", "--json", cwd=run.workdir,
+                  env=store.env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    urls = {url for entry in json.loads(done.stdout) for url in entry["datastore"]}
+    scheme = {"s3": "s3://", "gs": "gs://", "azure": "azure://"}[store.datastore]
+    root = store.root.split("://")[-1]
+    keys = {k for k in store.objects(f"ProbeFlow/{run.run_id}/") if k.endswith(".log")}
+    assert urls == {f"{scheme}{root}/{key}" for key in keys}
