@@ -7,10 +7,12 @@ import click
 from mfotel import __version__
 from mfotel.cli.backfill import backfill
 from mfotel.cli.collector import collector, render_config, validate_config
+from mfotel.cli.datadog import datadog
 from mfotel.cli.demo import demo
 from mfotel.cli.doctor import doctor
 from mfotel.cli.logs import logs
 from mfotel.cli.replay import replay
+from mfotel.cli.splunk import splunk
 from mfotel.cli.tail import tail
 
 __all__ = ["main"]
@@ -31,3 +33,5 @@ main.add_command(collector)
 main.add_command(backfill)
 main.add_command(tail)
 main.add_command(logs)
+main.add_command(datadog)
+main.add_command(splunk)

@@ -1,0 +1,1 @@
+"""Set-ups that connect mfotel to other services outside the collector (one folder per service)."""

@@ -1,0 +1,223 @@
+"""The examples in examples/, run as their READMEs say, end to end through the real collector.
+
+Each example's otelcol.yaml must be what its README's `mfotel render-config` line writes, and
+its flow, run for real with MF_TRACING=otlp, must arrive at a local stand-in for the backend:
+Datadog's intake (decoded as the datadog exporter sends it), AWS's OTLP endpoints (SigV4
+checked as AWS does), Splunk Observability's OTLP ingest (X-SF-Token checked).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from metaflow.mflog.mflog import parse as metaflow_parse
+
+from mfotel.collector import render
+from mfotel.testing import CollectorProcess, DatadogIntake, OTLPReceiver, SigV4Verifier
+from tests.conftest import REPO, FlowRun, run_flow
+
+pytestmark = pytest.mark.flow
+
+EXAMPLES = REPO / "examples"
+
+
+def render_command(example: str) -> tuple[list[str], str, list[str]]:
+    """(targets, profile, assignments) of the `mfotel render-config` line in the README."""
+    readme = (EXAMPLES / example / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("mfotel render-config ")]
+    words = shlex.split(line)[2:]
+    targets, assignments, profile = [], [], "dev"
+    while words:
+        flag, value = words.pop(0), words.pop(0)
+        if flag in ("--target", "-t"):
+            targets.append(value)
+        elif flag == "--set":
+            assignments.append(value)
+        elif flag == "--profile":
+            profile = value
+        else:
+            assert (flag, value) == ("-o", "otelcol.yaml"), line
+    return targets, profile, assignments
+
+
+@pytest.mark.parametrize("example", ["datadog", "splunk", "cloudwatch"])
+def test_the_shipped_config_is_what_the_readme_renders(example: str) -> None:
+    """examples/<x>/otelcol.yaml is exactly the output of the README's render-config command."""
+    targets, profile, assignments = render_command(example)
+    assert (
+        render(targets, profile, assignments) == (EXAMPLES / example / "otelcol.yaml").read_text()
+    )
+
+
+def persisted(run: FlowRun, flow: str) -> Counter[str]:
+    """The text of every line the run persisted, by Metaflow's own parser."""
+    texts: Counter[str] = Counter()
+    for path in (run.workdir / ".metaflow" / flow / run.run_id).glob("*/*/*.log"):
+        for raw in path.read_bytes().splitlines():
+            parsed = metaflow_parse(raw)
+            assert parsed is not None
+            texts[parsed.msg.decode()] += 1
+    return texts
+
+
+def run_example(example: str, workdir: Path, collector: CollectorProcess) -> FlowRun:
+    """The README's `MF_TRACING=otlp … python flow.py run` line, sent to ``collector``."""
+    readme = (EXAMPLES / example / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("MF_TRACING=")]
+    words = shlex.split(line)
+    assert words[-3:] == ["python", "flow.py", "run"], line
+    env = dict(word.split("=", 1) for word in words[:-3])
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.http_endpoint
+    run = run_flow(str(EXAMPLES / example / "flow.py"), workdir, env=env)
+    assert run.returncode == 0, run.output
+    return run
+
+
+def test_datadog_example_end_to_end(tmp_path: Path, collector_binary: Path) -> None:
+    """TrainFlow's lines, trace and durations reach Datadog's intake as the README says."""
+    key = "0123456789abcdef0123456789abcdef"
+    targets, profile, assignments = render_command("datadog")
+    with DatadogIntake(key) as dd, CollectorProcess(collector_binary, tmp_path) as col:
+        col.render_for(
+            targets,
+            profile,
+            [*assignments, "hostname=ci-host"]
+            + [f"{s}_endpoint={dd.url}" for s in ("metrics", "traces", "logs")],
+        )
+        col.start(env={"DD_API_KEY": key})
+        run = run_example("datadog", tmp_path, col)
+        expected = persisted(run, "TrainFlow")
+        dd.wait_for(
+            lambda d: bool(d.spans and d.sketches) and len(d.logs) >= sum(expected.values()), 30
+        )
+        assert col.stop() == 0, col.output()
+    assert not dd.rejected, dd.rejected
+    entries = [{**e, **json.loads(e["message"])} for e in dd.logs]
+    plain = Counter(e["message"] for e in entries if isinstance(e.get("message"), str))
+    assert len(entries) == sum(expected.values())
+    for text, count in expected.items():
+        if not text.startswith("{"):
+            assert plain[text] == count, (text, plain)
+    # A JSON line's map body goes out as a JSON message, which Datadog parses into attributes.
+    epochs = [e for e in entries if e["message"].startswith("{")]
+    assert len(epochs) == 6 and {e["step_name"] for e in epochs} == {"train"}
+    assert sorted(json.loads(e["message"])["epoch"] for e in epochs) == [0, 0, 1, 1, 2, 2]
+    assert {e["status"] for e in epochs} == {"INFO"}
+    assert all(e["flow_name"] == "TrainFlow" and e["run_id"] == run.run_id for e in entries)
+    warned = [e for e in entries if "converges slowly" in str(e.get("message"))]
+    assert len(warned) == 1 and warned[0]["status"].lower() == "warn", warned
+    resources = Counter(s["resource"] for s in dd.spans)
+    assert resources["RUN TrainFlow"] == 1 and resources["train"] == 2, resources
+    steps = {t for s in dd.sketches if s["metric"] == "metaflow.task.duration" for t in s["tags"]}
+    assert {"step_name:start", "step_name:train", "step_name:join", "step_name:end"} <= steps
+
+
+def test_cloudwatch_example_end_to_end(tmp_path: Path, collector_binary: Path) -> None:
+    """TrainFlow's lines reach the README's log group signed, and its trace reaches X-Ray."""
+    key, secret, region = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-west-2"
+    verifier = SigV4Verifier(
+        key, secret, region, {"/v1/logs": "logs", "/v1/traces": "xray", "/v1/metrics": "monitoring"}
+    )
+    paths = {"/v1/logs": "logs", "/v1/traces": "traces", "/v1/metrics": "metrics"}
+    targets, profile, assignments = render_command("cloudwatch")
+    with (
+        OTLPReceiver(grpc=False, paths=paths, authorize=verifier) as aws,
+        CollectorProcess(collector_binary, tmp_path) as col,
+    ):
+        col.render_for(
+            targets,
+            profile,
+            [*assignments]
+            + [f"{s}_endpoint={aws.http_endpoint}/v1/{s}" for s in ("logs", "traces", "metrics")],
+        )
+        col.start(
+            env={
+                "AWS_REGION": region,
+                "AWS_ACCESS_KEY_ID": key,
+                "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
+        run = run_example("cloudwatch", tmp_path, col)
+        expected = persisted(run, "TrainFlow")
+        aws.wait_for(lambda r: len(r.logs()) >= sum(expected.values()) and bool(r.spans()), 30)
+        assert col.stop() == 0, col.output()
+    assert not aws.refused, aws.refused
+    groups = {r.headers.get("x-aws-log-group") for r in aws.requests if r.signal == "logs"}
+    assert groups == {"/metaflow/examples"}
+    texts = Counter(_text(log.body) for log in aws.logs())
+    assert texts == expected
+    assert all(log.identity["metaflow.flow.name"] == "TrainFlow" for log in aws.logs())
+    assert Counter(s.name for s in aws.spans())["train"] == 2
+
+
+def test_splunk_example_end_to_end(tmp_path: Path, collector_binary: Path) -> None:
+    """Traces reach Observability with the token; the log pipeline yields HEC's fields."""
+    token = "sf-token-0123456789"
+    targets, profile, assignments = render_command("splunk")
+
+    def token_check(method: str, path: str, headers: dict[str, str], body: bytes) -> str | None:
+        return None if headers.get("x-sf-token") == token else "missing or wrong X-SF-Token"
+
+    with (
+        OTLPReceiver(
+            grpc=False,
+            authorize=token_check,
+            paths={"/v2/trace/otlp": "traces", "/v2/datapoint/otlp": "metrics"},
+        ) as observability,
+        OTLPReceiver(grpc=False) as hec_stand_in,
+        CollectorProcess(collector_binary, tmp_path) as col,
+    ):
+        col.render_for(
+            targets,
+            profile,
+            [*assignments, f"observability_endpoint={observability.http_endpoint}"],
+        )
+        config = yaml.safe_load(col.config_path.read_text())
+        # splunk_hec cannot be in the kit's build: an OTLP stand-in takes its place, so the
+        # records it would turn into HEC events (and their indexed fields) can be checked.
+        (hec,) = [name for name in config["exporters"] if name.startswith("splunk_hec/")]
+        del config["exporters"][hec]
+        config["exporters"]["otlp_http/hec_stand_in"] = {"endpoint": hec_stand_in.http_endpoint}
+        for pipe in config["service"]["pipelines"].values():
+            pipe["exporters"] = [
+                "otlp_http/hec_stand_in" if e == hec else e for e in pipe["exporters"]
+            ]
+        col.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        col.start(
+            env={
+                "SPLUNK_ACCESS_TOKEN": token,
+                "SPLUNK_HEC_TOKEN": "x",
+                "SPLUNK_HEC_ENDPOINT": "http://127.0.0.1:9/services/collector",
+            }
+        )
+        run = run_example("splunk", tmp_path, col)
+        expected = persisted(run, "TrainFlow")
+        observability.wait_for(lambda r: bool(r.spans()) and bool(r.points()), 30)
+        hec_stand_in.wait_for(lambda r: len(r.logs()) >= sum(expected.values()), 30)
+        assert col.stop() == 0, col.output()
+    assert not observability.refused, observability.refused
+    assert Counter(s.name for s in observability.spans())["train"] == 2
+    assert any(p.name == "metaflow.task.duration" for p in observability.points())
+    logs = hec_stand_in.logs()
+    assert Counter(_text(log.body) for log in logs) == expected
+    for log in logs:
+        fields = log.attributes
+        assert fields["flow"] == "TrainFlow" and fields["run_id"] == run.run_id
+        assert fields["pathspec"] == f"TrainFlow/{run.run_id}/{fields['step']}/{fields['task_id']}"
+        runtime = log.attributes.get("metaflow.log.source") == "runtime"
+        assert (
+            fields.get("com.splunk.sourcetype") == ("metaflow:log:runtime" if runtime else None)
+            or not runtime
+        )
+
+
+def _text(body: Any) -> str:
+    """A record's body as the line's text (a JSON line's map body back to its JSON)."""
+    return body if isinstance(body, str) else json.dumps(body)
