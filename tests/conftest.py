@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,31 +164,29 @@ def run_route_flow(collector_http_endpoint: str, workdir: Path, **env: str) -> F
 # --- Object-store emulators (tests/emulators.py): real servers on loopback, one per session ---
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """moto's S3 server: ``.endpoint``, ``.env`` for boto3 and Metaflow, ``.make_bucket(name)``."""
+def _serve(start: Any, folder: Path) -> Iterator[Any]:
+    """Start an emulator (failing the test, with its log, if it does not come up); stop it."""
     try:
-        server = start_moto(tmp_path_factory.mktemp("moto"))
+        server = start(folder)
     except EmulatorError as err:
         pytest.fail(str(err))
     try:
         yield server
     finally:
         server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's S3 server: ``.endpoint``, ``.env`` for boto3 and Metaflow, ``.make_bucket(name)``."""
+    yield from _serve(start_moto, tmp_path_factory.mktemp("moto"))
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator]:
     """gcp-storage-emulator: ``.endpoint``, ``.env`` for google-cloud-storage and Metaflow,
     ``.client()``, ``.make_bucket(name)``."""
-    try:
-        server = start_gcs(tmp_path_factory.mktemp("gcs"))
-    except EmulatorError as err:
-        pytest.fail(str(err))
-    try:
-        yield server
-    finally:
-        server.process.stop()
+    yield from _serve(start_gcs, tmp_path_factory.mktemp("gcs"))
 
 
 @pytest.fixture(scope="session")
@@ -198,11 +197,4 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         pytest.skip(
             "needs Node.js and npm for Azurite: install them (e.g. apt-get install nodejs npm)"
         )
-    try:
-        server = start_azurite(tmp_path_factory.mktemp("azurite"))
-    except EmulatorError as err:
-        pytest.fail(str(err))
-    try:
-        yield server
-    finally:
-        server.process.stop()
+    yield from _serve(start_azurite, tmp_path_factory.mktemp("azurite"))

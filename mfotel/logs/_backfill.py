@@ -35,7 +35,7 @@ from mfotel._internal.paths import checkpoint_dir, delivered_dir, find_local_roo
 from mfotel.logs import _ledger
 from mfotel.logs._checkpoint import Checkpoints
 from mfotel.logs._layout import LogFile, Pathspec, find_logs
-from mfotel.logs._mflog import parse
+from mfotel.logs._mflog import parse, uuid_text
 from mfotel.logs._records import body_and_severity
 from mfotel.logs._stores import LogStore, StoreError
 from mfotel.traces._ids import attempt_span_id, root_context
@@ -397,8 +397,7 @@ def read_lines(
 
 def _legacy_uid(url: str, offset: int) -> str:
     """A pre-mflog line has no id: name it by where it is, the same on every backfill."""
-    h = hashlib.sha256(f"{url}\0{offset}".encode()).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+    return uuid_text(hashlib.sha256(f"{url}\0{offset}".encode()).hexdigest())
 
 
 def run_resource(flow: str, run_id: str, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -35,8 +35,12 @@ def new_uid() -> str:
     raw = bytearray(os.urandom(16))
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid_text(raw.hex())
+
+
+def uuid_text(h: str) -> str:
+    """32 hex digits in the 8-4-4-4-12 form of a UUID."""
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 def now_us_ns() -> int:

@@ -250,18 +250,7 @@ def plan_setup(aws: Aws, options: ForwarderOptions) -> Plan:
     changes: list[Change] = []
 
     def plan() -> Plan:
-        return Plan(
-            mode="setup",
-            region=aws.region,
-            account=account,
-            forwarder_arn=forwarder,
-            forwarder_source=source,
-            log_group=group,
-            filter_pattern=options.filter_pattern,
-            changes=changes,
-            notes=notes,
-            reads=list(aws.made),
-        )
+        return _plan("setup", aws, account, forwarder, source, options, changes, notes)
 
     ours = next((f for f in filters if f.get("filterName") == FILTER_NAME), None)
     others = [f for f in filters if f.get("filterName") != FILTER_NAME]
@@ -382,13 +371,26 @@ def plan_remove(aws: Aws, options: ForwarderOptions) -> Plan:
                 f"statement {sid} removed from the Forwarder's policy",
             )
         )
+    return _plan("remove", aws, account, forwarder, source, options, changes, notes)
+
+
+def _plan(
+    mode: Literal["setup", "remove"],
+    aws: Aws,
+    account: str,
+    forwarder: str,
+    source: str,
+    options: ForwarderOptions,
+    changes: list[Change],
+    notes: list[str],
+) -> Plan:
     return Plan(
-        mode="remove",
+        mode=mode,
         region=aws.region,
         account=account,
         forwarder_arn=forwarder,
         forwarder_source=source,
-        log_group=group,
+        log_group=options.log_group,
         filter_pattern=options.filter_pattern,
         changes=changes,
         notes=notes,
