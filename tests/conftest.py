@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mfotel.testing import OTLPReceiver
 from tests.emulators import (
@@ -159,6 +160,25 @@ def run_route_flow(collector_http_endpoint: str, workdir: Path, **env: str) -> F
     )
     assert run.returncode == 0, run.output
     return run
+
+
+def replace_splunk_hec(config_path: Path, endpoint: str) -> None:
+    """Put one OTLP exporter to ``endpoint`` in place of every splunk_hec exporter.
+
+    splunk_hec cannot be in the kit's build, so tests check the records it would turn into HEC
+    events (and their indexed fields) at an OTLP receiver instead.
+    """
+    config = yaml.safe_load(config_path.read_text())
+    hec = [name for name in config["exporters"] if name.startswith("splunk_hec/")]
+    for name in hec:
+        del config["exporters"][name]
+    config["exporters"]["otlp_http/hec_stand_in"] = {"endpoint": endpoint}
+    for pipe in config["service"]["pipelines"].values():
+        kept = [e for e in pipe["exporters"] if e not in hec]
+        pipe["exporters"] = kept + (
+            ["otlp_http/hec_stand_in"] if len(kept) < len(pipe["exporters"]) else []
+        )
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 # --- Object-store emulators (tests/emulators.py): real servers on loopback, one per session ---

@@ -12,8 +12,10 @@ from mfotel.logs._locate import (
     BACKENDS,
     LocateError,
     Options,
+    as_aws_commands,
     as_json,
     as_text,
+    batch_streams,
     datastore_of,
     detect_backends,
     locate,
@@ -56,6 +58,13 @@ def logs() -> None:
     show_default=True,
     help="The group the kit's cloudwatch target writes to.",
 )
+@click.option(
+    "--batch",
+    "batch_only",
+    is_flag=True,
+    help="Only the AWS Batch CloudWatch streams, as `aws logs get-log-events` commands; "
+    "fails when an attempt did not run on Batch.",
+)
 @click.option("--json", "as_json_output", is_flag=True, help="One JSON document, for scripts.")
 def locate_command(
     pathspec: str,
@@ -65,6 +74,7 @@ def locate_command(
     datadog_site: str | None,
     splunk_index: str,
     cloudwatch_log_group: str,
+    batch_only: bool,
     as_json_output: bool,
 ) -> None:
     """Print where each attempt of PATHSPEC's tasks logged (datastore, CloudWatch, pod), with a
@@ -83,6 +93,11 @@ def locate_command(
     try:
         store = open_datastore(datastore, datastore_root) if spec.run else None
         found = locate(spec, store, options)
+        if batch_only:
+            found = batch_streams(found)
     except (LocateError, StoreError) as err:
         fail(err)
-    click.echo(as_json(found) if as_json_output else as_text(found))
+    if as_json_output:
+        click.echo(as_json(found))
+    else:
+        click.echo(as_aws_commands(found) if batch_only else as_text(found))

@@ -221,7 +221,11 @@ def _unknown(key: str, valid: list[str]) -> str:
 
 
 def _fragment(target: Target, values: Mapping[str, str], profile: str) -> dict[str, Any]:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TARGETS_DIR),  # shared macros: targets/_*.j2
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     env.filters["yaml"] = lambda v: yaml.safe_dump(
         v, default_flow_style=True, width=1 << 16
     ).strip()

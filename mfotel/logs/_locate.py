@@ -16,6 +16,7 @@ For every attempt of every task a pathspec names:
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -170,6 +171,35 @@ def queries(entry: Attempt, options: Options) -> dict[str, str]:
         flag = f" -n {namespace}" if namespace else ""
         out["kubectl"] = f"kubectl logs{flag} {entry.kubernetes['pod']}"
     return out
+
+
+def batch_streams(found: Iterable[Attempt]) -> list[Attempt]:
+    """The attempts, each with its AWS Batch CloudWatch stream; LocateError when one has none."""
+    found = list(found)
+    missing = [a for a in found if not a.cloudwatch]
+    if missing:
+        first = missing[0]
+        raise LocateError(
+            f"{first.pathspec} attempt {first.attempt} has no AWS Batch metadata "
+            f"(aws-batch-awslogs-group, aws-batch-awslogs-stream; {len(missing)} of "
+            f"{len(found)} attempts): it did not run on @batch; drop --batch to see where "
+            "its logs are"
+        )
+    return found
+
+
+def as_aws_commands(found: Iterable[Attempt]) -> str:
+    """One `aws logs get-log-events` command per Batch attempt, ready to paste."""
+    lines = []
+    for entry in found:
+        cw = entry.cloudwatch or {}
+        words = ["aws", "logs", "get-log-events", "--log-group-name", cw.get("group", "")]
+        words += ["--log-stream-name", cw.get("stream", ""), "--start-from-head"]
+        if cw.get("region"):
+            words += ["--region", cw["region"]]
+        lines.append(f"# {entry.pathspec} attempt {entry.attempt}")
+        lines.append(shlex.join(words))
+    return "\n".join(lines)
 
 
 def as_json(found: Iterable[Attempt]) -> str:

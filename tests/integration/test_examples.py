@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from metaflow.mflog.mflog import parse as metaflow_parse
 
 from mfotel.collector import render
 from mfotel.testing import CollectorProcess, DatadogIntake, OTLPReceiver, SigV4Verifier
-from tests.conftest import REPO, FlowRun, run_flow
+from tests.conftest import REPO, FlowRun, replace_splunk_hec, run_flow
 
 pytestmark = pytest.mark.flow
 
@@ -179,17 +178,7 @@ def test_splunk_example_end_to_end(tmp_path: Path, collector_binary: Path) -> No
             profile,
             [*assignments, f"observability_endpoint={observability.http_endpoint}"],
         )
-        config = yaml.safe_load(col.config_path.read_text())
-        # splunk_hec cannot be in the kit's build: an OTLP stand-in takes its place, so the
-        # records it would turn into HEC events (and their indexed fields) can be checked.
-        (hec,) = [name for name in config["exporters"] if name.startswith("splunk_hec/")]
-        del config["exporters"][hec]
-        config["exporters"]["otlp_http/hec_stand_in"] = {"endpoint": hec_stand_in.http_endpoint}
-        for pipe in config["service"]["pipelines"].values():
-            pipe["exporters"] = [
-                "otlp_http/hec_stand_in" if e == hec else e for e in pipe["exporters"]
-            ]
-        col.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        replace_splunk_hec(col.config_path, hec_stand_in.http_endpoint)
         col.start(
             env={
                 "SPLUNK_ACCESS_TOKEN": token,

@@ -4,6 +4,7 @@ recorded the way Metaflow records it on those platforms, and the backend searche
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -137,3 +138,30 @@ def test_bad_pathspecs_are_one_line(remote_meta: FlowRun, spec: str, message: st
     done = run_mfotel("logs", "locate", spec, cwd=remote_meta.workdir)
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_batch_gives_a_ready_command_per_batch_attempt(remote_meta: FlowRun) -> None:
+    """--batch: for a step that ran on Batch, the exact `aws logs` call for each attempt."""
+    spec = f"RemoteMetaFlow/{remote_meta.run_id}/start"
+    done = run_mfotel("logs", "locate", spec, "--batch", cwd=remote_meta.workdir)
+    assert done.returncode == 0, done.stderr
+    commands = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+    assert len(commands) == 2
+    for attempt, command in enumerate(commands):
+        words = shlex.split(command)
+        assert words[:3] == ["aws", "logs", "get-log-events"]
+        stream = words[words.index("--log-stream-name") + 1]
+        assert stream.startswith("metaflow_0123abcd/default/fake-job-start-")
+        assert stream.endswith(f"-{attempt}")
+        assert words[words.index("--log-group-name") + 1] == "/aws/batch/job"
+        assert words[words.index("--region") + 1] == "us-east-1"
+
+
+def test_batch_on_a_task_with_no_batch_metadata_is_one_line(remote_meta: FlowRun) -> None:
+    """A task that did not run on Batch: one line naming it and the fix, exit 2, no output."""
+    spec = f"RemoteMetaFlow/{remote_meta.run_id}"
+    done = run_mfotel("logs", "locate", spec, "--batch", cwd=remote_meta.workdir)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "/train/" in line and "attempt 0 has no AWS Batch metadata" in line, line
+    assert "2 of 4 attempts" in line and "drop --batch" in line, line
