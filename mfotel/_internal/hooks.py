@@ -44,6 +44,7 @@ ENV_SOCKET = "MFOTEL_AGENT_SOCKET"
 ENV_SPOOL = "MFOTEL_SPOOL_DIR"
 ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
 ENV_RELAY = "MFOTEL_RELAY_SOCKET"
+AGENT_START_S = 3.0  # how long a container task waits for its own agent to listen
 ENV_INERT = "MFOTEL_INERT"  # set by a runtime whose telemetry could not start
 SPAN_KIND_INTERNAL = 1
 SPAN_KIND_SERVER = 2
@@ -308,9 +309,27 @@ class _Task:
         if clone_of:
             attrs["metaflow.task.clone_of"] = str(clone_of)
         self.name = step_name
-        self.socket_path = os.environ.get(ENV_SOCKET)
+        self.socket_path = os.environ.get(ENV_SOCKET) or None
         self.spool_dir = os.environ.get(ENV_SPOOL) or None
-        client = AgentClient(self.socket_path, self.spool_dir, "task")
+        self.agent: Any = None
+        self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
+        role = "task"
+        if self.socket_path is None:
+            # No runtime launched this task (a Batch or Kubernetes container, a scheduler's
+            # worker): the attempt gets an agent of its own, which ends with it. (A runtime's
+            # agent that died leaves its tasks spooling instead, as the run says.)
+            settings.check_all()
+            state_dir, self.spool_dir = _state_and_spool_dirs(obj)
+            self.socket_path = os.path.join(
+                socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock"
+            )
+            self.agent = _start_agent(
+                self.socket_path, self.spool_dir, state_dir, settings.tracing_mode()
+            )
+            if self.agent is not None:
+                _await_socket(self.socket_path, AGENT_START_S)
+            role = "runtime"  # the agent's owner: it stops once this process says it is done
+        client = AgentClient(self.socket_path, self.spool_dir, role)
         ctx_body = {
             "tid": self.context.trace_id.hex(),
             "sid": self.context.span_id.hex(),
@@ -329,12 +348,19 @@ class _Task:
         if flow_datastore is not None and getattr(flow_datastore, "TYPE", None) == "local":
             # Lets the agent read this attempt's persisted log back when it ends.
             start["ds"] = ["local", str(flow_datastore.datastore_root)]
+        if _metaflow_captures(os.environ):
+            # In a container, Metaflow's tee writes these; the agent reads them when it ends.
+            start["mflog"] = [os.environ["MFLOG_STDOUT"], os.environ["MFLOG_STDERR"]]
         self.scope.send("start", start)
         self.current = self.context
         inject(self.context, self.baggage, _propagators(), os.environ)
         _join_user_opentelemetry(self.context)
         self.captured = False
-        if settings.MFOTEL_CAPTURE_LOGS.get_bool():
+        # In a Batch or Kubernetes container Metaflow's own bash capture (MFLOG_STDOUT/ERR)
+        # already tees both streams into the task's persisted logs and passes the plain lines
+        # to the container's output; a tee of ours in front of it would put our mflog headers
+        # into both. There the lines stay Metaflow's, for `mfotel backfill` / `tail --export`.
+        if settings.MFOTEL_CAPTURE_LOGS.get_bool() and not _metaflow_captures(os.environ):
             from mfotel.logs import _tee
 
             self.captured = _tee.start(
@@ -352,7 +378,27 @@ class _Task:
             attrs={"cicd.pipeline.task.run.result": result},
             tee=self.captured,
         )
+        if self.agent is None:
+            self.scope.client.close(timeout_s=1.0)
+            return
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # what the task printed last, on its way to Metaflow's tee
+            except (OSError, ValueError):
+                pass
+        self.scope.send("run_end", {})
         self.scope.client.close(timeout_s=1.0)
+        state = _wait_for_agent(self.agent, self.shutdown_s + 1.0)
+        if state == "sending":
+            warn(
+                "mfotel: the exporter is still sending this task's telemetry; it goes on in "
+                f"the background (pid {self.agent.pid}) and spools what it cannot send"
+            )
+        elif state == "died":
+            warn(
+                f"mfotel: the exporter stopped during the task (exit code {self.agent.wait()}); "
+                f"what it had not sent yet is lost, the rest is in {self.spool_dir}"
+            )
 
     @contextlib.contextmanager
     def child_span(self, name: str, attrs: Mapping[str, Any] | None = None) -> Iterator[None]:
@@ -369,6 +415,11 @@ class _Task:
         finally:
             self.current = parent
             self.scope.span_end(name, context, parent.span_id, start_ns, error, attrs=attrs)
+
+
+def _metaflow_captures(environ: Mapping[str, str]) -> bool:
+    """Whether Metaflow's remote log capture (``mflog.bash_capture_logs``) runs this task."""
+    return bool(environ.get("MFLOG_STDOUT") and environ.get("MFLOG_STDERR"))
 
 
 def _join_user_opentelemetry(context: SpanContext) -> None:
@@ -456,6 +507,13 @@ def _wait_for_agent(agent: Any, timeout: float) -> str:
         return "done" if os.read(reader.fileno(), 1) else "died"
     except (OSError, ValueError):
         return "done"
+
+
+def _await_socket(path: str, timeout: float) -> None:
+    """Until the agent listens (a container task's first messages should not go to disk)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) -> Any:
@@ -570,12 +628,37 @@ def post_fork() -> Iterator[None]:
     yield
 
 
+# What a launcher of remote tasks passes on: telemetry settings, never this host's sockets and
+# folders, and never secrets (exporter headers, client keys), which belong in the platform's
+# own secret store.
+_HOST_ONLY = {ENV_SOCKET, ENV_SPOOL, ENV_LAUNCH, ENV_RELAY, "MFOTEL_STATE_DIR"}
+
+
+def _forwarded(key: str) -> bool:
+    if key == "MF_TRACING":
+        return True
+    if key.startswith("MFOTEL_"):
+        return key not in _HOST_ONLY
+    if key.startswith("OTEL_"):
+        return not key.endswith(("HEADERS", "CERTIFICATE", "CLIENT_KEY"))
+    return False
+
+
 def inject_tracing_vars(env_dict: dict[str, str]) -> dict[str, str]:
     try:
         if _run is not None:
             _run.inject(env_dict)
         elif _task is not None:
             inject(_task.current, _task.baggage, _propagators(), env_dict)
+        else:
+            # A process that launches tasks elsewhere (`kubernetes step`, a deployer): the
+            # remote task joins our trace and exports with the same settings.
+            parent, baggage = extract(os.environ, _propagators())
+            if parent is not None:
+                inject(parent, baggage, _propagators(), env_dict)
+            for key, value in os.environ.items():
+                if _forwarded(key):
+                    env_dict.setdefault(key, value)
     except Exception as exc:
         warn(f"mfotel: could not pass the trace context on: {exc}")
     return env_dict

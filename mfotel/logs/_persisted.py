@@ -1,9 +1,14 @@
-"""Reading back the logs Metaflow persisted for a task attempt (local datastore).
+"""Reading back the logs Metaflow persisted for a task attempt.
 
 In a local run the runtime itself writes a few lines into a task's log (``Task failed.``,
 ``[KILLED BY ORCHESTRATOR]``, anything printed before mfotel took over the task's output).
-After an attempt ends the agent reads the attempt's persisted files and exports the lines it
-has not seen, so every persisted line becomes exactly one record.
+After an attempt ends the agent reads the attempt's persisted files (local datastore) and
+exports the lines it has not seen, so every persisted line becomes exactly one record.
+
+In a Batch or Kubernetes container Metaflow's own tee writes every line of the task into
+``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` before uploading them as the task's logs; there the
+task's own agent reads those two files once the attempt ends, so the records carry
+Metaflow's line ids and timestamps, the same as a later backfill of the uploaded logs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ LOG_FILES = (
 )
 FIRST_TRY_S = 0.3
 GIVE_UP_S = 15.0
+SETTLE_STEP_S = 0.05
+SETTLE_MAX_S = 1.0
 
 
 def attempt_folder(root: str, ctx: Mapping[str, Any]) -> str | None:
@@ -39,13 +46,27 @@ def attempt_folder(root: str, ctx: Mapping[str, Any]) -> str | None:
     return os.path.join(root, *parts)  # type: ignore[arg-type]
 
 
+def attempt_files(folder: str, attempt: int) -> list[tuple[str, str]]:
+    """(path, stream) of the attempt's persisted logs in a local datastore task folder."""
+    return [
+        (os.path.join(folder, f"{attempt}.{prefix}_{stream}.log"), stream)
+        for prefix, stream in LOG_FILES
+    ]
+
+
 def read_lines(
     folder: str, attempt: int, skip: Container[str] = ()
 ) -> Iterator[tuple[str, int, str, str, str]]:
     """(uid, time_ns, stream, source, text) of every valid mflog line of the attempt's logs,
     except those whose id is in ``skip`` (their timestamps are never parsed)."""
-    for prefix, stream in LOG_FILES:
-        path = os.path.join(folder, f"{attempt}.{prefix}_{stream}.log")
+    return read_files(attempt_files(folder, attempt), skip)
+
+
+def read_files(
+    files: list[tuple[str, str]], skip: Container[str] = ()
+) -> Iterator[tuple[str, int, str, str, str]]:
+    """:func:`read_lines` over explicit (path, stream) files; missing files are skipped."""
+    for path, stream in files:
         if not os.path.exists(path):
             continue
         with open(path, "rb") as handle:
@@ -76,33 +97,50 @@ def _uid_of(raw: bytes) -> str:
 @dataclass
 class _Pending:
     ctx: Mapping[str, Any]
-    folder: str
-    attempt: int
+    files: list[tuple[str, str]]  # read, in this order
+    watched: list[tuple[str, str]]  # settled once these stop growing
     first_try: float
     give_up: float
-    sizes: tuple[int, int] | None = None
+    drains: bool = False  # written by a process that may outlive the task (Metaflow's tee)
+    sizes: tuple[int, ...] | None = None
 
 
 class Sweeper:
-    """Schedules reading an attempt's persisted logs once the runtime has written them."""
+    """Schedules reading an attempt's persisted logs once they have been written."""
 
     def __init__(self) -> None:
         self._pending: dict[str, _Pending] = {}
         self._roots: dict[str, str] = {}
+        self._files: dict[str, list[tuple[str, str]]] = {}
 
     def remember_root(self, sid: str, datastore: Any) -> None:
         if isinstance(datastore, list) and len(datastore) == 2 and datastore[0] == "local":
             self._roots[sid] = str(datastore[1])
 
+    def remember_files(self, sid: str, mflog: Any) -> None:
+        """The attempt's ``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` (Metaflow's remote capture)."""
+        if isinstance(mflog, list) and len(mflog) == 2 and all(isinstance(p, str) for p in mflog):
+            self._files[sid] = [(mflog[0], "stdout"), (mflog[1], "stderr")]
+
     def schedule(self, ctx: Mapping[str, Any]) -> None:
         sid = str(ctx.get("sid"))
-        root = self._roots.get(sid)
-        folder = attempt_folder(root, ctx) if root else None
-        if folder is None or sid in self._pending:
+        if sid in self._pending:
             return
-        attempt = int((ctx.get("attrs") or {}).get("metaflow.task.attempt", 0))
+        mflog = self._files.get(sid)
+        if mflog is not None:
+            files, watched = mflog, mflog
+        else:
+            root = self._roots.get(sid)
+            folder = attempt_folder(root, ctx) if root else None
+            if folder is None:
+                return
+            attempt = int((ctx.get("attrs") or {}).get("metaflow.task.attempt", 0))
+            files = attempt_files(folder, attempt)
+            watched = files[:2]  # the runtime's own two: it writes them last
         now = time.monotonic()
-        self._pending[sid] = _Pending(ctx, folder, attempt, now + FIRST_TRY_S, now + GIVE_UP_S)
+        self._pending[sid] = _Pending(
+            ctx, files, watched, now + FIRST_TRY_S, now + GIVE_UP_S, drains=mflog is not None
+        )
 
     def due(
         self, final: bool = False, seen: Any = None
@@ -111,16 +149,32 @@ class Sweeper:
         for sid, pending in list(self._pending.items()):
             if not final and now < pending.first_try:
                 continue
-            stdout = os.path.join(pending.folder, f"{pending.attempt}.runtime_stdout.log")
-            stderr = os.path.join(pending.folder, f"{pending.attempt}.runtime_stderr.log")
-            try:
-                sizes: tuple[int, int] | None = (os.path.getsize(stdout), os.path.getsize(stderr))
-            except OSError:
-                sizes = None
-            # Written, and no longer growing since the last look: the runtime is done with it.
+            sizes = _sizes(pending.watched)
+            if final and pending.drains and sizes is not None:
+                sizes = _settle(pending.watched, sizes)
+            # Written, and no longer growing since the last look: the writer is done with it.
             settled = sizes is not None and sizes == pending.sizes
             pending.sizes = sizes
             if settled or final or now >= pending.give_up:
                 del self._pending[sid]
                 skip = seen(pending.ctx) if seen is not None else ()
-                yield pending.ctx, list(read_lines(pending.folder, pending.attempt, skip))
+                yield pending.ctx, list(read_files(pending.files, skip))
+
+
+def _sizes(files: list[tuple[str, str]]) -> tuple[int, ...] | None:
+    try:
+        return tuple(os.path.getsize(path) for path, _ in files)
+    except OSError:
+        return None
+
+
+def _settle(files: list[tuple[str, str]], sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """At the very end, give a writer still draining a pipe (Metaflow's tee) a moment."""
+    deadline = time.monotonic() + SETTLE_MAX_S
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_STEP_S)
+        again = _sizes(files)
+        if again is None or again == sizes:
+            break
+        sizes = again
+    return sizes
