@@ -19,24 +19,29 @@ def _letter(c: str) -> bool:
     return unicodedata.category(c).startswith("L")
 
 
+def _lower(c: str) -> str:
+    """One character lowercased on its own, as Go's unicode.ToLower does (no special casing)."""
+    low = c.lower()
+    return low[0] if len(low) > 1 else low
+
+
 def datadog_tag(tag: str) -> str:
     """A Metaflow tag as a Datadog tag; "" when nothing of it survives."""
-    text = tag.lower()
+    text = "".join(_lower(c) for c in tag)
     start = 0
     while start < len(text) and not (_letter(text[start]) or text[start] == ":"):
         start += 1
-    text = text[start:][:DATADOG_MAX_TAG]
+    text = text[start:]
+    key, colon, _ = text.partition(":")
+    if colon and key in DATADOG_RESERVED_KEYS:
+        text = "metaflow_" + text
     out: list[str] = []
-    for c in text:
+    for c in text[:DATADOG_MAX_TAG]:
         if _letter(c) or unicodedata.category(c) == "Nd" or c in ":./-":
             out.append(c)
         elif not out or out[-1] != "_":
             out.append("_")
-    shaped = "".join(out).removesuffix("_")
-    key, colon, _ = shaped.partition(":")
-    if colon and key in DATADOG_RESERVED_KEYS:
-        shaped = "metaflow_" + shaped
-    return shaped
+    return "".join(out).removesuffix("_")
 
 
 def datadog_tags(tags: list[str]) -> list[str]:
@@ -44,9 +49,14 @@ def datadog_tags(tags: list[str]) -> list[str]:
 
 
 def datadog_span_tags(tags: list[str]) -> dict[str, str]:
-    """The key:value ones, as span tags (the last value of a repeated key wins)."""
+    """The key:value ones whose key has no dot, as span tags (the last of a repeated key
+    wins); dotted keys are Datadog's and OpenTelemetry's own (service.name, ...)."""
     pairs = (t.partition(":") for t in datadog_tags(tags))
-    return {key: value for key, colon, value in pairs if key and colon and value}
+    return {
+        key: value
+        for key, colon, value in pairs
+        if key and colon and value and _letter(key[0]) and "." not in key
+    }
 
 
 # What Go's JSON encoder escapes, which the templates see as one "_" per character (except
@@ -70,6 +80,12 @@ def _pairs(tags: list[str], key_pattern: str) -> dict[str, str]:
 def splunk_fields(tags: list[str]) -> dict[str, str]:
     """The metaflow_tag map: key:value tags whose key is a Splunk field name."""
     return _pairs([_unescaped(t) for t in tags], "[A-Za-z][A-Za-z0-9_]*")
+
+
+def splunk_dimensions(tags: list[str], keys: list[str]) -> dict[str, str]:
+    """The metric dimensions metric_tag_keys=keys adds on Splunk."""
+    found = _pairs([_unescaped(t) for t in tags], "[A-Za-z0-9_.-]+")
+    return {k: v for k, v in found.items() if k in keys}
 
 
 def cloudwatch_dimensions(tags: list[str], keys: list[str]) -> dict[str, str]:

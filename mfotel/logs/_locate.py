@@ -148,8 +148,10 @@ def queries(entry: Attempt, options: Options) -> dict[str, str]:
             out["datadog_forwarded"] = forwarded
     if "splunk" in options.backends:
         out["splunk"] = (
-            f"index={options.splunk_index} flow={flow} run_id={run} step={step} "
-            f"task_id={task} attempt={entry.attempt} | sort _time | table _time _raw"
+            # `::` asks the index for the HEC (and UF) indexed fields, with or without the
+            # fields.conf that makes `field=value` do the same.
+            f"index={options.splunk_index} flow::{flow} run_id::{run} step::{step} "
+            f"task_id::{task} attempt::{entry.attempt} | sort _time | table _time _raw"
         )
     if "cloudwatch" in options.backends:
         out["cloudwatch"] = (
@@ -192,10 +194,11 @@ def as_aws_commands(found: Iterable[Attempt]) -> str:
     """One `aws logs get-log-events` command per Batch attempt, ready to paste."""
     lines = []
     for entry in found:
-        cw = entry.cloudwatch or {}
-        words = ["aws", "logs", "get-log-events", "--log-group-name", cw.get("group", "")]
-        words += ["--log-stream-name", cw.get("stream", ""), "--start-from-head"]
-        if cw.get("region"):
+        assert entry.cloudwatch is not None  # batch_streams() kept only these
+        cw = entry.cloudwatch
+        words = ["aws", "logs", "get-log-events", "--log-group-name", cw["group"]]
+        words += ["--log-stream-name", cw["stream"], "--start-from-head"]
+        if cw["region"]:
             words += ["--region", cw["region"]]
         lines.append(f"# {entry.pathspec} attempt {entry.attempt}")
         lines.append(shlex.join(words))

@@ -94,7 +94,7 @@ def test_queries_filter_on_the_identity_each_target_makes_searchable(remote_meta
     assert url.netloc == "app.datadoghq.eu"
     assert parse_qs(url.query)["query"] == [queries["datadog"]]
     assert queries["splunk"].startswith(
-        f"index=metaflow flow={flow} run_id={run} step={step} task_id={task} attempt=0 "
+        f"index=metaflow flow::{flow} run_id::{run} step::{step} task_id::{task} attempt::0 "
     )
     assert f'attributes.`metaflow.task.pathspec` = "{pathspec}"' in queries["cloudwatch"]
     # The field names are the ones the rendered collector configs set.

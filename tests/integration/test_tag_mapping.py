@@ -30,6 +30,7 @@ from tests.conftest import REPO, replace_splunk_hec, run_route_flow
 pytestmark = pytest.mark.flow
 
 API_KEY = "0123456789abcdef0123456789abcdef"
+SPLUNK_METRIC_KEYS = ["team", "Team", "re", "k2", "url", "note", "dup", "region"]
 
 # Tags Metaflow accepts (any non-empty UTF-8 string up to 500 characters).
 TAGS = [
@@ -63,6 +64,15 @@ TAGS = [
     "region:eu west ",
     "project:demo",
     "user:alice",
+    "re:\\u003cx",  # a literal backslash-u003c, not a <
+    "k2:\\u0026",
+    "env:" + "y" * 300,  # prefixed, then cut to 200
+    "ΟΔΟΣ:Σ",
+    "service.name:evil",  # Datadog's own span keys: never span tags
+    "operation.name:hijack",
+    "resource.name:rsrc",
+    "deployment.environment.name:staging",
+    "_dd.measured:1",
 ]
 
 
@@ -95,7 +105,9 @@ def _send(endpoint: str, tags: list[str]) -> None:
     traces = ExportTraceServiceRequest()
     rs = traces.resource_spans.add()
     _resource(rs.resource, tags)
-    span = rs.scope_spans.add().spans.add()
+    scope_spans = rs.scope_spans.add()
+    scope_spans.scope.name = "mfotel"
+    span = scope_spans.spans.add()
     span.trace_id, span.span_id, span.name = bytes(range(1, 17)), bytes(range(1, 9)), "train"
     span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
     span.attributes.append(KeyValue(key="team", value=AnyValue(string_value="span-own")))
@@ -150,6 +162,13 @@ def test_datadog_gets_tags_shaped_by_datadogs_rules(tmp_path: Path, collector_bi
             assert span["meta"].get(key) == value, (key, span["meta"])
     assert span["meta"]["team"] == "span-own"
     assert not any(key.startswith("mfotel.") for key in span["meta"])
+    # Tags never take over what Datadog reads from the span: service, operation, resource, env.
+    assert (span["service"], span["name"], span["resource"]) == (
+        "metaflow",
+        "metaflow.task",
+        "train",
+    ), span
+    assert span["meta"].get("env") in (None, "dev") and span["meta"].get("_dd.measured") is None
 
     (series,) = [s for s in dd.series if s["metric"] == "metaflow.task.start"]
     tag_keys = {t.partition(":")[0] for t in series["tags"]}
@@ -175,7 +194,7 @@ def test_splunk_gets_the_tag_list_and_a_field_per_key(
         OTLPReceiver(grpc=False) as hec,
         CollectorProcess(collector_binary, tmp_path) as col,
     ):
-        _splunk_collector(col, hec, "metric_tag_keys=team")
+        _splunk_collector(col, hec, f"metric_tag_keys={','.join(SPLUNK_METRIC_KEYS)}")
         _send(col.http_endpoint, TAGS)
         hec.wait_for(lambda r: bool(r.logs()) and bool(r.points()), 30)
         assert col.stop() == 0, col.output()
@@ -187,7 +206,9 @@ def test_splunk_gets_the_tag_list_and_a_field_per_key(
     assert not any(key.startswith("mfotel.") for key in log.resource)
     (point,) = hec.points()
     # Splunk field names are case-sensitive: team:ml and Team:Data are two keys.
-    assert point.attributes.get("team") == "ml" and "Team" not in point.attributes
+    assert (point.attributes.get("team"), point.attributes.get("Team")) == ("ml", "ML")
+    named = {k: v for k, v in point.attributes.items() if k in SPLUNK_METRIC_KEYS}
+    assert named == tag_shapes.splunk_dimensions(TAGS, SPLUNK_METRIC_KEYS), point.attributes
     assert "metaflow.tags" not in point.resource and "metaflow_tag" not in point.resource
 
 
@@ -301,3 +322,4 @@ def test_the_readme_tag_table_is_what_the_collector_sends() -> None:
         assert tag_shapes.splunk_fields([tag]) == _pair(splunk, "metaflow_tag."), tag
         key = tag.partition(":")[0]
         assert tag_shapes.cloudwatch_dimensions([tag], [key]) == _pair(dimension), tag
+        assert tag_shapes.splunk_dimensions([tag], [key]) == _pair(dimension), tag
