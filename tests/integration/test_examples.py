@@ -70,10 +70,11 @@ def run_example(example: str, workdir: Path, collector: CollectorProcess) -> Flo
     readme = (EXAMPLES / example / "README.md").read_text()
     (line,) = [ln for ln in readme.splitlines() if ln.startswith("MF_TRACING=")]
     words = shlex.split(line)
-    assert words[-3:] == ["python", "flow.py", "run"], line
-    env = dict(word.split("=", 1) for word in words[:-3])
+    at = words.index("python")
+    assert words[at : at + 3] == ["python", "flow.py", "run"], line
+    env = dict(word.split("=", 1) for word in words[:at])
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.http_endpoint
-    run = run_flow(str(EXAMPLES / example / "flow.py"), workdir, env=env)
+    run = run_flow(str(EXAMPLES / example / "flow.py"), workdir, *words[at + 3 :], env=env)
     assert run.returncode == 0, run.output
     return run
 
@@ -109,12 +110,14 @@ def test_datadog_example_end_to_end(tmp_path: Path, collector_binary: Path) -> N
     assert sorted(json.loads(e["message"])["epoch"] for e in epochs) == [0, 0, 1, 1, 2, 2]
     assert {e["status"] for e in epochs} == {"INFO"}
     assert all(e["flow_name"] == "TrainFlow" and e["run_id"] == run.run_id for e in entries)
+    assert all("team:ml" in e["ddtags"].split(",") for e in entries)  # the README's --tag
     warned = [e for e in entries if "converges slowly" in str(e.get("message"))]
     assert len(warned) == 1 and warned[0]["status"].lower() == "warn", warned
     resources = Counter(s["resource"] for s in dd.spans)
     assert resources["RUN TrainFlow"] == 1 and resources["train"] == 2, resources
     steps = {t for s in dd.sketches if s["metric"] == "metaflow.task.duration" for t in s["tags"]}
     assert {"step_name:start", "step_name:train", "step_name:join", "step_name:end"} <= steps
+    assert "team:ml" in steps  # metric_tag_keys=team
 
 
 def test_cloudwatch_example_end_to_end(tmp_path: Path, collector_binary: Path) -> None:
@@ -153,6 +156,7 @@ def test_cloudwatch_example_end_to_end(tmp_path: Path, collector_binary: Path) -
     texts = Counter(_text(log.body) for log in aws.logs())
     assert texts == expected
     assert all(log.identity["metaflow.flow.name"] == "TrainFlow" for log in aws.logs())
+    assert all("team:ml" in log.resource["metaflow.tags"] for log in aws.logs())
     assert Counter(s.name for s in aws.spans())["train"] == 2
 
 
@@ -199,6 +203,7 @@ def test_splunk_example_end_to_end(tmp_path: Path, collector_binary: Path) -> No
     for log in logs:
         fields = log.attributes
         assert fields["flow"] == "TrainFlow" and fields["run_id"] == run.run_id
+        assert log.resource["metaflow_tag"]["team"] == "ml"  # HEC field metaflow_tag.team
         assert fields["pathspec"] == f"TrainFlow/{run.run_id}/{fields['step']}/{fields['task_id']}"
         runtime = log.attributes.get("metaflow.log.source") == "runtime"
         assert (
