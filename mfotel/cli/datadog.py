@@ -42,7 +42,7 @@ def datadog() -> None:
     "--filter-pattern",
     default=dd.DEFAULT_FILTER_PATTERN,
     show_default="'': every event",
-    help=f"CloudWatch Logs filter pattern; '{dd.MFLOG_FILTER_PATTERN}' sends only mflog lines.",
+    help="CloudWatch Logs filter pattern for the events to send (default: every event).",
 )
 @click.option("--region", default=None, help="AWS region (default: AWS_REGION, boto3's own).")
 @click.option(
@@ -61,7 +61,7 @@ def forwarder_setup(
     """Subscribe the Datadog Forwarder to the log group of Metaflow's AWS Batch tasks.
 
     Idempotent: a second run changes nothing. Prints the Datadog log pipeline that turns each
-    line's mflog header and stream name into attributes.
+    line's stream name into attributes (Metaflow job definition, ECS task).
     """
     options = dd.ForwarderOptions(log_group, forwarder_arn, stack_name, filter_pattern)
     try:

@@ -114,6 +114,13 @@ COMMON: Mapping[str, Setting] = {
             pattern=r"[^\s:]*:\d{1,5}",
         ),
         Setting(
+            "telemetry_endpoint",
+            "localhost:8888",
+            "where the collector serves its own metrics for Prometheus (host:port); change it "
+            "when another collector on the host already uses 8888",
+            pattern=r"[^\s:]*:\d{1,5}",
+        ),
+        Setting(
             "memory_limit_mib",
             "512",
             "the collector's memory ceiling in MiB (an integer >= 32)",
@@ -243,6 +250,11 @@ def _fragment(target: Target, values: Mapping[str, str], profile: str) -> dict[s
     return data
 
 
+def _prometheus_reader(endpoint: str) -> dict[str, Any]:
+    host, _, port = endpoint.rpartition(":")
+    return {"pull": {"exporter": {"prometheus": {"host": host or "0.0.0.0", "port": int(port)}}}}
+
+
 def render(
     target_names: Sequence[str],
     profile: str = "dev",
@@ -305,7 +317,11 @@ def render(
         },
         "processors": processors,
         "exporters": {},
-        "service": {"extensions": list(extensions), "pipelines": {}},
+        "service": {
+            "extensions": list(extensions),
+            "telemetry": {"metrics": {"readers": [_prometheus_reader(c["telemetry_endpoint"])]}},
+            "pipelines": {},
+        },
     }
     env_vars: list[str] = []
     for target in chosen:

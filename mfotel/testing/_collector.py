@@ -40,6 +40,7 @@ class CollectorProcess:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.health_port = free_port()
+        self.telemetry_port = free_port()
         self.grpc_endpoint = f"http://127.0.0.1:{self.grpc_port}"
         self.http_endpoint = f"http://127.0.0.1:{self.http_port}"
         self.config_path = self.workdir / "otelcol.yaml"
@@ -57,6 +58,7 @@ class CollectorProcess:
                 f"grpc_endpoint=127.0.0.1:{self.grpc_port}",
                 f"http_endpoint=127.0.0.1:{self.http_port}",
                 f"health_endpoint=127.0.0.1:{self.health_port}",
+                f"telemetry_endpoint=127.0.0.1:{self.telemetry_port}",
                 *assignments,
             ],
         )

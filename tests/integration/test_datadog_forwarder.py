@@ -26,11 +26,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
-from metaflow.mflog.mflog import parse as metaflow_parse
 
 from mfotel.integrations import datadog as dd
 from mfotel.integrations.datadog import _forwarder
-from mfotel.logs._mflog import header, parse_timestamp
 from tests.emulators import MotoServer
 
 COMMAND = [sys.executable, "-m", "mfotel.cli", "datadog", "forwarder-setup"]
@@ -314,19 +312,19 @@ def test_remove_dry_run_prints_the_deletes_and_keeps_everything(world: World) ->
 
 def test_filter_pattern_option_is_used_and_changed_in_place(world: World) -> None:
     """--filter-pattern sets the filter's pattern; a later run with another one updates it."""
-    first = world.run("--filter-pattern", dd.MFLOG_FILTER_PATTERN)
+    first = world.run("--filter-pattern", "?ERROR ?Traceback")
     assert first.returncode == 0, first.stderr
-    assert world.filters()[dd.FILTER_NAME]["filterPattern"] == '"[MFLOG|0|"'
+    assert world.filters()[dd.FILTER_NAME]["filterPattern"] == "?ERROR ?Traceback"
     assert "every event" not in first.stderr
     # CloudWatch's verdict on the pattern; moto does not implement TestMetricFilter (it answers
     # 500), and then the command says it could not check the pattern, on one line.
-    checked = "forwards a line with mfotel's mflog header and drops a plain line"
-    unchecked = "could not check --filter-pattern '\"[MFLOG|0|\"' with logs TestMetricFilter"
+    checked = "a task's line such as 'epoch 3: loss 0.412' and"
+    unchecked = "could not check --filter-pattern '?ERROR ?Traceback' with logs TestMetricFilter"
     verdicts = [line for line in first.stderr.splitlines() if checked in line or unchecked in line]
     assert len(verdicts) == 1, first.stderr
     second = world.run()
     assert second.returncode == 0, second.stderr
-    assert "now sends pattern '' to the Forwarder (was '\"[MFLOG|0|\"'" in second.stderr
+    assert "now sends pattern '' to the Forwarder (was '?ERROR ?Traceback'" in second.stderr
     assert world.filters()[dd.FILTER_NAME]["filterPattern"] == ""
     assert list(world.statements()) == [world.sid]
 
@@ -552,19 +550,14 @@ def test_the_command_exits_1_with_one_line_when_a_change_is_rolled_back(
 # --- The Datadog pipeline ---------------------------------------------------------------------
 
 
-def test_pipeline_samples_are_lines_and_streams_as_metaflow_and_mfotel_write_them() -> None:
-    """The grok samples are real mflog lines (mfotel's tee header) and a Batch stream name."""
-    first, second = (s.encode() for s in _forwarder.SAMPLE_LINES)
-    for sample in (first, second):
-        parsed = metaflow_parse(sample)
-        assert parsed is not None and parsed.msg, sample
-    stamp = parse_timestamp(b"2026-11-22T10:00:00.123456")
-    assert stamp is not None
-    uid = "0c4f3a9e-5b7d-4e2a-9f1b-3d6c8e2a7b10"
-    assert first == header(stamp, b"task", uid, True) + b"fan 1 stdout"
+def test_pipeline_sample_is_a_batch_stream_name_as_metaflow_makes_it() -> None:
+    """The grok sample is a stream name of Metaflow's job definitions (metaflow_<sha224>)."""
     job_definition, container, task = _forwarder.SAMPLE_STREAM.split("/")
     assert job_definition.startswith("metaflow_") and len(job_definition) == len("metaflow_") + 56
     assert container == "default" and len(task) == 32
+    (parser,) = dd.datadog_pipeline(GROUP)["processors"]
+    assert parser["source"] == "aws.awslogs.logStream"
+    assert parser["samples"] == [_forwarder.SAMPLE_STREAM]
 
 
 def test_readme_shows_the_pipeline_the_command_prints() -> None:

@@ -29,7 +29,6 @@ FILTER_NAME = "mfotel-datadog-forwarder"
 STATEMENT_PREFIX = "mfotel-cloudwatch-logs-"
 METAFLOW_STREAM_PREFIX = "metaflow_"  # Metaflow's job definitions: metaflow_<sha224>
 DEFAULT_FILTER_PATTERN = ""  # every event: CloudWatch cannot filter on the stream's name
-MFLOG_FILTER_PATTERN = '"[MFLOG|0|"'  # only lines that carry an mflog header (see the README)
 MAX_SUBSCRIPTION_FILTERS = 2  # CloudWatch Logs' limit per log group
 LOGS_PRINCIPAL = "logs.amazonaws.com"  # logs.amazonaws.com.cn in the aws-cn partition
 README = "mfotel/integrations/datadog/README.md"
@@ -543,7 +542,7 @@ def _streams_note(aws: Aws, group: str) -> str:
 
 def _check_pattern(aws: Aws, pattern: str) -> str:
     """What ``pattern`` lets through, asked of CloudWatch itself; SetupError if it is invalid."""
-    samples = [SAMPLE_LINES[0], PLAIN_LINE]
+    samples = [TASK_LINE, PLAIN_LINE]
     call = Call("logs", "TestMetricFilter", {"filterPattern": pattern, "logEventMessages": samples})
     try:
         answer = aws.call(call)
@@ -559,8 +558,8 @@ def _check_pattern(aws: Aws, pattern: str) -> str:
     matched = {m.get("eventNumber") for m in answer.get("matches", [])}
     verdict = ["forwards" if n in matched else "drops" for n in (1, 2)]
     return (
-        f"--filter-pattern {pattern!r} {verdict[0]} a line with mfotel's mflog header and "
-        f"{verdict[1]} a plain line such as {PLAIN_LINE!r} (logs TestMetricFilter)"
+        f"--filter-pattern {pattern!r} {verdict[0]} a task's line such as {TASK_LINE!r} and "
+        f"{verdict[1]} Metaflow's bootstrap line {PLAIN_LINE!r} (logs TestMetricFilter)"
     )
 
 
@@ -670,30 +669,18 @@ def _covers(statement: Mapping[str, Any], region: str, account: str, source_arn:
     return True
 
 
-# --- The Datadog log pipeline that turns each forwarded line's Metaflow identity into facets ---
+# --- The Datadog log pipeline that turns each forwarded line's stream into facets ------------
 
 PIPELINE_NAME = "Metaflow on AWS Batch (mfotel)"
-# The mflog header mfotel's tee writes on each line a task prints (``[!`` asks Metaflow to persist
-# it as it is); the Datadog Forwarder keeps the line as ``message``.
-MFLOG_RULE = (
-    r"mflog_line (\[!)?\[MFLOG\|0\|"
-    r"""%{date("yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'","UTC"):metaflow.log.timestamp}\|"""
-    r"%{word:metaflow.log.source}\|"
-    r'%{regex("[-0-9A-Za-z:.+]+"):log.record.uid}\]'
-    r"%{data:metaflow.log.message}"
-)
 # AWS Batch names each attempt's stream <job definition>/default/<ECS task id>; the Forwarder
-# puts the stream's name in aws.awslogs.logStream.
+# puts the stream's name in aws.awslogs.logStream. (The lines themselves are the task's plain
+# output, as Metaflow's own tee passes it to the container's stdout; mfotel leaves it so.)
 STREAM_RULE = (
     r'metaflow_stream %{regex("metaflow_[0-9a-f]+"):metaflow.batch.job_definition}/[^/]+/'
     r'%{regex("[^/]+"):aws.ecs.task.id}'
 )
-SAMPLE_LINES = (
-    "[![MFLOG|0|2026-11-22T10:00:00.123456Z|task|0c4f3a9e-5b7d-4e2a-9f1b-3d6c8e2a7b10]fan 1 stdout",
-    "[MFLOG|0|2026-11-22T10:00:01.000042Z|runtime|8d1e2f3a-4b5c-4d6e-8f70-a1b2c3d4e5f6]"
-    "Task failed.",
-)
-PLAIN_LINE = "Setting up task environment."  # what Metaflow's bootstrap prints, headerless
+TASK_LINE = "epoch 3: loss 0.412"  # a line a task prints
+PLAIN_LINE = "Setting up task environment."  # what Metaflow's bootstrap prints
 PATTERN_SYNTAX = (
     "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html"
 )
@@ -701,12 +688,7 @@ SAMPLE_STREAM = (
     "metaflow_355cf01ac75d461366c42147ecadc67a900985c21c8fcfc7c10466e0"  # sha224, as Metaflow's
     "/default/6a3f0c1d2e4b4f5a8c9d0e1f2a3b4c5d"
 )
-FACETS = (
-    "metaflow.log.source",
-    "log.record.uid",
-    "metaflow.batch.job_definition",
-    "aws.ecs.task.id",
-)
+FACETS = ("metaflow.batch.job_definition", "aws.ecs.task.id")
 
 
 def datadog_pipeline(log_group: str = DEFAULT_LOG_GROUP) -> dict[str, Any]:
@@ -718,31 +700,11 @@ def datadog_pipeline(log_group: str = DEFAULT_LOG_GROUP) -> dict[str, Any]:
         "processors": [
             {
                 "type": "grok-parser",
-                "name": "mflog header: timestamp, source, line id",
-                "is_enabled": True,
-                "source": "message",
-                "samples": list(SAMPLE_LINES),
-                "grok": {"support_rules": "", "match_rules": MFLOG_RULE},
-            },
-            {
-                "type": "grok-parser",
                 "name": "Batch log stream: Metaflow job definition, ECS task",
                 "is_enabled": True,
                 "source": "aws.awslogs.logStream",
                 "samples": [SAMPLE_STREAM],
                 "grok": {"support_rules": "", "match_rules": STREAM_RULE},
-            },
-            {
-                "type": "date-remapper",
-                "name": "The mflog timestamp is the log's date",
-                "is_enabled": True,
-                "sources": ["metaflow.log.timestamp"],
-            },
-            {
-                "type": "message-remapper",
-                "name": "The text after the mflog header is the message",
-                "is_enabled": True,
-                "sources": ["metaflow.log.message"],
             },
         ],
     }
