@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-backfill compile collector clean
+.PHONY: demo test bench bench-backfill bench-tags compile collector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: $(STAMP) compile
 
 bench-backfill: $(STAMP) compile
 	$(PY) benchmarks/bench_backfill.py
+
+bench-tags: $(STAMP) compile collector
+	$(PY) benchmarks/bench_tag_mapping.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
