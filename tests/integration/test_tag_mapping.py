@@ -210,6 +210,7 @@ def test_splunk_gets_the_tag_list_and_a_field_per_key(
     named = {k: v for k, v in point.attributes.items() if k in SPLUNK_METRIC_KEYS}
     assert named == tag_shapes.splunk_dimensions(TAGS, SPLUNK_METRIC_KEYS), point.attributes
     assert "metaflow.tags" not in point.resource and "metaflow_tag" not in point.resource
+    assert "metaflow.run.id" not in point.identity  # a run is not a metric dimension
 
 
 def test_cloudwatch_metrics_get_only_the_named_tags_as_dimensions(
