@@ -45,6 +45,7 @@ ENV_SPOOL = "MFOTEL_SPOOL_DIR"
 ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
 ENV_RELAY = "MFOTEL_RELAY_SOCKET"
 AGENT_START_S = 3.0  # how long a container task waits for its own agent to listen
+TEE_DRAIN_S = 2.0  # ... and for Metaflow's tee to write what the task printed last
 ENV_INERT = "MFOTEL_INERT"  # set by a runtime whose telemetry could not start
 SPAN_KIND_INTERNAL = 1
 SPAN_KIND_SERVER = 2
@@ -386,6 +387,8 @@ class _Task:
                 stream.flush()  # what the task printed last, on its way to Metaflow's tee
             except (OSError, ValueError):
                 pass
+        if _metaflow_captures(os.environ):
+            _await_metaflow_tee(os.environ, TEE_DRAIN_S)
         self.scope.send("run_end", {})
         self.scope.client.close(timeout_s=1.0)
         state = _wait_for_agent(self.agent, self.shutdown_s + 1.0)
@@ -507,6 +510,37 @@ def _wait_for_agent(agent: Any, timeout: float) -> str:
         return "done" if os.read(reader.fileno(), 1) else "died"
     except (OSError, ValueError):
         return "done"
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in the pipe behind ``fd`` (0 when it is not a pipe, or on any error)."""
+    try:
+        import fcntl
+        import struct
+        import termios
+
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except (OSError, ValueError, ImportError):
+        return 0
+
+
+def _await_metaflow_tee(environ: Mapping[str, str], timeout: float) -> None:
+    """Until Metaflow's tee (which may still be starting) has taken what the task wrote to fds
+    1 and 2 and put it in ``$MFLOG_STDOUT`` / ``$MFLOG_STDERR``, for the agent to read back."""
+    deadline = time.monotonic() + timeout
+    while (_unread(1) or _unread(2)) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    paths = (environ["MFLOG_STDOUT"], environ["MFLOG_STDERR"])
+    last: tuple[int, ...] = ()
+    while time.monotonic() < deadline:
+        try:
+            sizes = tuple(os.path.getsize(path) for path in paths)
+        except OSError:
+            sizes = ()
+        if sizes and sizes == last:
+            return
+        last = sizes
+        time.sleep(0.02)
 
 
 def _await_socket(path: str, timeout: float) -> None:

@@ -23,15 +23,18 @@ OUT = [f"remote out {i}" for i in range(5)]
 ERR = [f"remote err {i}" for i in range(5)]
 
 
+@pytest.mark.parametrize("slow_tee", [False, True], ids=["tee", "slow-tee"])
 def test_a_container_task_keeps_metaflows_own_log_capture(
-    tmp_path: Path, receiver: OTLPReceiver
+    tmp_path: Path, receiver: OTLPReceiver, slow_tee: bool
 ) -> None:
+    """slow-tee: the task ends before Metaflow's tee has read a line; none may be missed."""
     remote = tmp_path / "container"
     remote.mkdir()
     env = otlp_env(
         receiver,
         PYTHONPATH=str(REPO / "tests" / "extensions"),
         MFOTEL_TEST_REMOTE_DIR=str(remote),
+        **({"MFOTEL_TEST_SLOW_TEE": "1"} if slow_tee else {}),
     )
     run = run_flow("remote_capture_flow.py", tmp_path, env=env)
     assert run.returncode == 0, run.output
@@ -57,7 +60,11 @@ def test_a_container_task_keeps_metaflows_own_log_capture(
 
     # The container task exported on its own (no runtime agent there): its span, in the run's
     # trace, and every line once, with the id and stream Metaflow persisted it under.
+    def start_lines(r: OTLPReceiver) -> int:
+        return sum(1 for x in r.logs() if x.identity.get("metaflow.step.name") == "start")
+
     receiver.wait_for(lambda r: {"start", "end"} <= {s.name for s in r.spans()}, 20)
+    receiver.wait_for(lambda r: start_lines(r) >= len(OUT + ERR), 10)
     spans = {s.name: s for s in receiver.spans()}
     assert spans["start"].trace_id == spans["end"].trace_id
     assert spans["start"].attributes["metaflow.task.attempt"] == 0

@@ -4,7 +4,8 @@ stream through ``python -m metaflow.mflog.tee`` into ``$MFLOG_STDOUT`` / ``$MFLO
 which Metaflow later uploads as the task's logs), with the ``MFLOG_*`` variables
 ``export_mflog_env_vars`` sets, and without the runtime's agent and relay, which do not exist
 in a container. What the container itself prints (what CloudWatch or ``kubectl logs`` would
-show) is also kept in ``$MFOTEL_TEST_REMOTE_DIR/<step>.<attempt>.console``."""
+show) is also kept in ``$MFOTEL_TEST_REMOTE_DIR/<step>.<attempt>.console``. With
+``MFOTEL_TEST_SLOW_TEE`` set, Metaflow's tee starts 0.7 s late, as on a loaded container."""
 
 import os
 import shlex
@@ -21,6 +22,10 @@ class FakeRemoteDecorator(StepDecorator):
         base = os.path.join(folder, f"{cli_args.command_args[-1]}.{retry_count}")
         console = shlex.quote(base + ".console")
         command = bash_capture_logs('"$@"')
+        if os.environ.get("MFOTEL_TEST_SLOW_TEE"):  # a tee still starting when the task ends
+            command = command.replace(
+                "python -m metaflow.mflog.tee", "sleep 0.7; python -m metaflow.mflog.tee"
+            )
         script = (
             "unset MFOTEL_AGENT_SOCKET MFOTEL_RELAY_SOCKET MFOTEL_SPOOL_DIR; "
             f"export PATH={shlex.quote(os.path.dirname(cli_args.entrypoint[0]))}:$PATH "
