@@ -26,12 +26,12 @@ import yaml
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from mfotel.collector import find_binary, render
+from mfotel.collector import find_binary
 from mfotel.testing import CollectorProcess, DatadogIntake
 
 API_KEY = "0123456789abcdef0123456789abcdef"
 RECORDS_PER_REQUEST = 512
-PLACEHOLDER = "http://intake.invalid:1"
+SETTINGS = ["metric_tag_keys=team"]  # the mapping's full statements, metrics' included
 MAPPING_MARKS = ("mfotel.dd.", "mfotel[.]dd", "ddtags", "metaflow.tags")  # its statements
 TAGS = [
     "team:ml",
@@ -98,19 +98,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _one(binary: Path, config_text: str, body: bytes, requests: int) -> float:
+def _one(binary: Path, mapping: bool, body: bytes, requests: int) -> float:
     """Collector CPU seconds to take ``requests`` requests and hand every record on."""
     with (
         DatadogIntake(API_KEY) as dd,
         tempfile.TemporaryDirectory() as folder,
         CollectorProcess(binary, Path(folder)) as col,
     ):
-        text = config_text.replace(PLACEHOLDER, dd.url)
-        text = text.replace("localhost:4318", f"127.0.0.1:{col.http_port}")
-        text = text.replace("localhost:4317", f"127.0.0.1:{col.grpc_port}")
-        text = text.replace("localhost:13133", f"127.0.0.1:{col.health_port}")
-        text = text.replace("port: 8888", f"port: {col.telemetry_port}")
-        col.config_path.write_text(text)
+        endpoints = [f"{s}_endpoint={dd.url}" for s in ("metrics", "traces", "logs")]
+        text = col.render_for(["datadog"], "dev", [*endpoints, "hostname=bench", *SETTINGS])
+        if not mapping:
+            col.config_path.write_text(_without_tag_mapping(text))
         col.start(env={"DD_API_KEY": API_KEY})
         proc: Any = col._proc  # the collector's process, for its CPU counters
         before = _cpu_seconds(proc.pid)
@@ -127,7 +125,7 @@ def _one(binary: Path, config_text: str, body: bytes, requests: int) -> float:
         if not dd.wait_for(lambda d: len(d.logs) >= expected, 120):
             sys.exit(f"bench: only {len(dd.logs)} of {expected} records arrived")
         spent = _cpu_seconds(proc.pid) - before
-        if "team:ml" not in dd.logs[-1]["ddtags"] and "mfotel.dd." in config_text:
+        if mapping and "team:ml" not in dd.logs[-1]["ddtags"]:
             sys.exit("bench: the mapped config did not tag the logs")
         col.stop()
     return spent
@@ -139,17 +137,14 @@ def main() -> None:
     binary = find_binary()
     if binary is None:
         sys.exit("bench: no collector binary: run `mfotel collector build` (needs Go)")
-    endpoints = [f"{s}_endpoint={PLACEHOLDER}" for s in ("metrics", "traces", "logs")]
-    mapped = render(["datadog"], "dev", [*endpoints, "hostname=bench", "metric_tag_keys=team"])
-    baseline = _without_tag_mapping(mapped)
     body = _request()
     records = requests * RECORDS_PER_REQUEST
     per = 100_000 / records
     times: dict[str, list[float]] = {"baseline": [], "mapping": []}
     for index in range(rounds):
-        order = [("baseline", baseline), ("mapping", mapped)]
-        for name, text in order if index % 2 == 0 else reversed(order):
-            times[name].append(_one(binary, text, body, requests))
+        order = [("baseline", False), ("mapping", True)]
+        for name, mapping in order if index % 2 == 0 else reversed(order):
+            times[name].append(_one(binary, mapping, body, requests))
     base = statistics.median(times["baseline"]) * per
     mapping = statistics.median(times["mapping"]) * per
     paired = statistics.median(m / b for m, b in zip(times["mapping"], times["baseline"]))

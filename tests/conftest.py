@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mfotel.testing import OTLPReceiver
+from mfotel.testing import OTLPReceiver, SigV4Verifier
 from tests.emulators import (
     Azurite,
     EmulatorError,
@@ -160,6 +160,42 @@ def run_route_flow(collector_http_endpoint: str, workdir: Path, **env: str) -> F
     )
     assert run.returncode == 0, run.output
     return run
+
+
+# --- Stand-ins for the vendors' intakes, as the collector targets' tests use them ---
+
+DD_TEST_API_KEY = "0123456789abcdef0123456789abcdef"
+AWS_TEST_KEY, AWS_TEST_SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+CLOUDWATCH_PATHS = {"/v1/logs": "logs", "/v1/traces": "traces", "/v1/metrics": "metrics"}
+CLOUDWATCH_SERVICES = {"/v1/logs": "logs", "/v1/traces": "xray", "/v1/metrics": "monitoring"}
+
+
+def datadog_settings(intake: Any) -> list[str]:
+    """`--set`s that point the datadog target's exporter at a DatadogIntake."""
+    return [f"{s}_endpoint={intake.url}" for s in ("metrics", "traces", "logs")] + [
+        "hostname=ci-host"
+    ]
+
+
+def cloudwatch_stand_in(region: str) -> tuple[OTLPReceiver, SigV4Verifier]:
+    """An OTLP receiver standing in for CloudWatch's endpoints, checking SigV4 as AWS does."""
+    verifier = SigV4Verifier(AWS_TEST_KEY, AWS_TEST_SECRET, region, CLOUDWATCH_SERVICES)
+    return OTLPReceiver(grpc=False, paths=CLOUDWATCH_PATHS, authorize=verifier), verifier
+
+
+def cloudwatch_settings(aws: OTLPReceiver) -> list[str]:
+    """`--set`s that point the cloudwatch target's exporters at the stand-in."""
+    return [f"{s}_endpoint={aws.http_endpoint}/v1/{s}" for s in ("logs", "traces", "metrics")]
+
+
+def aws_env(region: str) -> dict[str, str]:
+    """The collector's environment for the stand-in: the test credentials, no EC2 lookups."""
+    return {
+        "AWS_REGION": region,
+        "AWS_ACCESS_KEY_ID": AWS_TEST_KEY,
+        "AWS_SECRET_ACCESS_KEY": AWS_TEST_SECRET,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
 
 
 def replace_splunk_hec(config_path: Path, endpoint: str) -> None:

@@ -313,13 +313,14 @@ class _Task:
         self.socket_path = os.environ.get(ENV_SOCKET) or None
         self.spool_dir = os.environ.get(ENV_SPOOL) or None
         self.agent: Any = None
-        self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
+        self.in_container = _metaflow_captures(os.environ)
         role = "task"
         if self.socket_path is None:
             # No runtime launched this task (a Batch or Kubernetes container, a scheduler's
             # worker): the attempt gets an agent of its own, which ends with it. (A runtime's
             # agent that died leaves its tasks spooling instead, as the run says.)
             settings.check_all()
+            self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
             state_dir, self.spool_dir = _state_and_spool_dirs(obj)
             self.socket_path = os.path.join(
                 socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock"
@@ -349,7 +350,7 @@ class _Task:
         if flow_datastore is not None and getattr(flow_datastore, "TYPE", None) == "local":
             # Lets the agent read this attempt's persisted log back when it ends.
             start["ds"] = ["local", str(flow_datastore.datastore_root)]
-        if _metaflow_captures(os.environ):
+        if self.in_container:
             # In a container, Metaflow's tee writes these; the agent reads them when it ends.
             start["mflog"] = [os.environ["MFLOG_STDOUT"], os.environ["MFLOG_STDERR"]]
         self.scope.send("start", start)
@@ -361,7 +362,7 @@ class _Task:
         # already tees both streams into the task's persisted logs and passes the plain lines
         # to the container's output; a tee of ours in front of it would put our mflog headers
         # into both. There the lines stay Metaflow's, for `mfotel backfill` / `tail --export`.
-        if settings.MFOTEL_CAPTURE_LOGS.get_bool() and not _metaflow_captures(os.environ):
+        if settings.MFOTEL_CAPTURE_LOGS.get_bool() and not self.in_container:
             from mfotel.logs import _tee
 
             self.captured = _tee.start(
@@ -387,7 +388,7 @@ class _Task:
                 stream.flush()  # what the task printed last, on its way to Metaflow's tee
             except (OSError, ValueError):
                 pass
-        if _metaflow_captures(os.environ):
+        if self.in_container:
             _await_metaflow_tee(os.environ, TEE_DRAIN_S)
         self.scope.send("run_end", {})
         self.scope.client.close(timeout_s=1.0)

@@ -236,6 +236,7 @@ def _fragment(target: Target, values: Mapping[str, str], profile: str) -> dict[s
     env.filters["yaml"] = lambda v: yaml.safe_dump(
         v, default_flow_style=True, width=1 << 16
     ).strip()
+    env.filters["csv"] = lambda v: [item.strip() for item in str(v).split(",") if item.strip()]
     env.filters["tojson"] = lambda v: yaml.safe_dump(
         str(v), default_style='"', width=1 << 16
     ).strip()

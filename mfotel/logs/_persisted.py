@@ -7,7 +7,8 @@ exports the lines it has not seen, so every persisted line becomes exactly one r
 
 In a Batch or Kubernetes container Metaflow's own tee writes every line of the task into
 ``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` before uploading them as the task's logs; there the
-task's own agent reads those two files once the attempt ends, so the records carry
+task's own agent reads those two files once the attempt ends (the task first waits for
+Metaflow's tee to catch up), so the records carry
 Metaflow's line ids and timestamps, the same as a later backfill of the uploaded logs.
 """
 
@@ -29,8 +30,6 @@ LOG_FILES = (
 )
 FIRST_TRY_S = 0.3
 GIVE_UP_S = 15.0
-SETTLE_STEP_S = 0.05
-SETTLE_MAX_S = 1.0
 
 
 def attempt_folder(root: str, ctx: Mapping[str, Any]) -> str | None:
@@ -101,7 +100,6 @@ class _Pending:
     watched: list[tuple[str, str]]  # settled once these stop growing
     first_try: float
     give_up: float
-    drains: bool = False  # written by a process that may outlive the task (Metaflow's tee)
     sizes: tuple[int, ...] | None = None
 
 
@@ -138,9 +136,7 @@ class Sweeper:
             files = attempt_files(folder, attempt)
             watched = files[:2]  # the runtime's own two: it writes them last
         now = time.monotonic()
-        self._pending[sid] = _Pending(
-            ctx, files, watched, now + FIRST_TRY_S, now + GIVE_UP_S, drains=mflog is not None
-        )
+        self._pending[sid] = _Pending(ctx, files, watched, now + FIRST_TRY_S, now + GIVE_UP_S)
 
     def due(
         self, final: bool = False, seen: Any = None
@@ -150,8 +146,6 @@ class Sweeper:
             if not final and now < pending.first_try:
                 continue
             sizes = _sizes(pending.watched)
-            if final and pending.drains and sizes is not None:
-                sizes = _settle(pending.watched, sizes)
             # Written, and no longer growing since the last look: the writer is done with it.
             settled = sizes is not None and sizes == pending.sizes
             pending.sizes = sizes
@@ -166,15 +160,3 @@ def _sizes(files: list[tuple[str, str]]) -> tuple[int, ...] | None:
         return tuple(os.path.getsize(path) for path, _ in files)
     except OSError:
         return None
-
-
-def _settle(files: list[tuple[str, str]], sizes: tuple[int, ...]) -> tuple[int, ...]:
-    """At the very end, give a writer still draining a pipe (Metaflow's tee) a moment."""
-    deadline = time.monotonic() + SETTLE_MAX_S
-    while time.monotonic() < deadline:
-        time.sleep(SETTLE_STEP_S)
-        again = _sizes(files)
-        if again is None or again == sizes:
-            break
-        sizes = again
-    return sizes

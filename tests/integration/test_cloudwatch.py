@@ -11,40 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from mfotel.testing import CollectorProcess, OTLPReceiver, SigV4Verifier
-from tests.conftest import run_route_flow
+from mfotel.testing import CollectorProcess
+from tests.conftest import aws_env, cloudwatch_settings, cloudwatch_stand_in, run_route_flow
 
 pytestmark = pytest.mark.flow
 
-KEY, SECRET, REGION = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1"
+REGION = "eu-west-1"
 LINES = [f"route start line {i}" for i in range(12)] + [f"route end line {i}" for i in range(5)]
-PATHS = {"/v1/logs": "logs", "/v1/traces": "traces", "/v1/metrics": "metrics"}
 
 
 def test_a_real_run_arrives_signed_in_the_log_group_with_its_identity(
     tmp_path: Path, collector_binary: Path
 ) -> None:
-    verifier = SigV4Verifier(
-        KEY, SECRET, REGION, {"/v1/logs": "logs", "/v1/traces": "xray", "/v1/metrics": "monitoring"}
-    )
-    with (
-        OTLPReceiver(grpc=False, paths=PATHS, authorize=verifier) as aws,
-        CollectorProcess(collector_binary, tmp_path) as col,
-    ):
+    stand_in, verifier = cloudwatch_stand_in(REGION)
+    with stand_in as aws, CollectorProcess(collector_binary, tmp_path) as col:
         col.render_for(
             ["cloudwatch"],
             "dev",
-            [f"{s}_endpoint={aws.http_endpoint}/v1/{s}" for s in ("logs", "traces", "metrics")]
-            + ["log_group=/metaflow/ci", "log_stream=route"],
+            [*cloudwatch_settings(aws), "log_group=/metaflow/ci", "log_stream=route"],
         )
-        col.start(
-            env={
-                "AWS_REGION": REGION,
-                "AWS_ACCESS_KEY_ID": KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET,
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        col.start(env=aws_env(REGION))
         run = run_route_flow(col.http_endpoint, tmp_path)
         aws.wait_for(lambda r: len(r.logs()) >= len(LINES) and bool(r.spans()), 30)
         assert col.stop() == 0, col.output()

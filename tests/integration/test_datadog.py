@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from mfotel.testing import CollectorProcess, DatadogIntake
-from tests.conftest import run_route_flow
+from tests.conftest import DD_TEST_API_KEY, datadog_settings, run_route_flow
 
 pytestmark = pytest.mark.flow
 
-API_KEY = "0123456789abcdef0123456789abcdef"
+API_KEY = DD_TEST_API_KEY
 LINES = [f"route start line {i}" for i in range(12)] + [f"route end line {i}" for i in range(5)]
 
 
@@ -19,12 +19,7 @@ def test_a_real_run_arrives_in_datadog_tagged_and_correlated(
     tmp_path: Path, collector_binary: Path
 ) -> None:
     with DatadogIntake(API_KEY) as dd, CollectorProcess(collector_binary, tmp_path) as col:
-        col.render_for(
-            ["datadog"],
-            "dev",
-            [f"{s}_endpoint={dd.url}" for s in ("metrics", "traces", "logs")]
-            + ["hostname=ci-host"],
-        )
+        col.render_for(["datadog"], "dev", datadog_settings(dd))
         col.start(env={"DD_API_KEY": API_KEY})
         run = run_route_flow(
             col.http_endpoint, tmp_path, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE="delta"

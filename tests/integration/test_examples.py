@@ -18,8 +18,18 @@ import pytest
 from metaflow.mflog.mflog import parse as metaflow_parse
 
 from mfotel.collector import render
-from mfotel.testing import CollectorProcess, DatadogIntake, OTLPReceiver, SigV4Verifier
-from tests.conftest import REPO, FlowRun, replace_splunk_hec, run_flow
+from mfotel.testing import CollectorProcess, DatadogIntake, OTLPReceiver
+from tests.conftest import (
+    DD_TEST_API_KEY,
+    REPO,
+    FlowRun,
+    aws_env,
+    cloudwatch_settings,
+    cloudwatch_stand_in,
+    datadog_settings,
+    replace_splunk_hec,
+    run_flow,
+)
 
 pytestmark = pytest.mark.flow
 
@@ -81,16 +91,10 @@ def run_example(example: str, workdir: Path, collector: CollectorProcess) -> Flo
 
 def test_datadog_example_end_to_end(tmp_path: Path, collector_binary: Path) -> None:
     """TrainFlow's lines, trace and durations reach Datadog's intake as the README says."""
-    key = "0123456789abcdef0123456789abcdef"
     targets, profile, assignments = render_command("datadog")
-    with DatadogIntake(key) as dd, CollectorProcess(collector_binary, tmp_path) as col:
-        col.render_for(
-            targets,
-            profile,
-            [*assignments, "hostname=ci-host"]
-            + [f"{s}_endpoint={dd.url}" for s in ("metrics", "traces", "logs")],
-        )
-        col.start(env={"DD_API_KEY": key})
+    with DatadogIntake(DD_TEST_API_KEY) as dd, CollectorProcess(collector_binary, tmp_path) as col:
+        col.render_for(targets, profile, [*assignments, *datadog_settings(dd)])
+        col.start(env={"DD_API_KEY": DD_TEST_API_KEY})
         run = run_example("datadog", tmp_path, col)
         expected = persisted(run, "TrainFlow")
         dd.wait_for(
@@ -122,30 +126,11 @@ def test_datadog_example_end_to_end(tmp_path: Path, collector_binary: Path) -> N
 
 def test_cloudwatch_example_end_to_end(tmp_path: Path, collector_binary: Path) -> None:
     """TrainFlow's lines reach the README's log group signed, and its trace reaches X-Ray."""
-    key, secret, region = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-west-2"
-    verifier = SigV4Verifier(
-        key, secret, region, {"/v1/logs": "logs", "/v1/traces": "xray", "/v1/metrics": "monitoring"}
-    )
-    paths = {"/v1/logs": "logs", "/v1/traces": "traces", "/v1/metrics": "metrics"}
     targets, profile, assignments = render_command("cloudwatch")
-    with (
-        OTLPReceiver(grpc=False, paths=paths, authorize=verifier) as aws,
-        CollectorProcess(collector_binary, tmp_path) as col,
-    ):
-        col.render_for(
-            targets,
-            profile,
-            [*assignments]
-            + [f"{s}_endpoint={aws.http_endpoint}/v1/{s}" for s in ("logs", "traces", "metrics")],
-        )
-        col.start(
-            env={
-                "AWS_REGION": region,
-                "AWS_ACCESS_KEY_ID": key,
-                "AWS_SECRET_ACCESS_KEY": secret,
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+    stand_in, _ = cloudwatch_stand_in("us-west-2")
+    with stand_in as aws, CollectorProcess(collector_binary, tmp_path) as col:
+        col.render_for(targets, profile, [*assignments, *cloudwatch_settings(aws)])
+        col.start(env=aws_env("us-west-2"))
         run = run_example("cloudwatch", tmp_path, col)
         expected = persisted(run, "TrainFlow")
         aws.wait_for(lambda r: len(r.logs()) >= sum(expected.values()) and bool(r.spans()), 30)

@@ -23,13 +23,21 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from mfotel.testing import CollectorProcess, DatadogIntake, OTLPReceiver, SigV4Verifier
+from mfotel.testing import CollectorProcess, DatadogIntake, OTLPReceiver
 from tests import tag_shapes
-from tests.conftest import REPO, replace_splunk_hec, run_route_flow
+from tests.conftest import (
+    DD_TEST_API_KEY,
+    REPO,
+    aws_env,
+    cloudwatch_settings,
+    cloudwatch_stand_in,
+    datadog_settings,
+    replace_splunk_hec,
+    run_route_flow,
+)
 
 pytestmark = pytest.mark.flow
 
-API_KEY = "0123456789abcdef0123456789abcdef"
 SPLUNK_METRIC_KEYS = ["team", "Team", "re", "k2", "url", "note", "dup", "region"]
 
 # Tags Metaflow accepts (any non-empty UTF-8 string up to 500 characters).
@@ -132,14 +140,9 @@ def _send(endpoint: str, tags: list[str]) -> None:
 
 
 def test_datadog_gets_tags_shaped_by_datadogs_rules(tmp_path: Path, collector_binary: Path) -> None:
-    with DatadogIntake(API_KEY) as dd, CollectorProcess(collector_binary, tmp_path) as col:
-        col.render_for(
-            ["datadog"],
-            "dev",
-            [f"{s}_endpoint={dd.url}" for s in ("metrics", "traces", "logs")]
-            + ["hostname=ci-host", "metric_tag_keys=team,dup"],
-        )
-        col.start(env={"DD_API_KEY": API_KEY})
+    with DatadogIntake(DD_TEST_API_KEY) as dd, CollectorProcess(collector_binary, tmp_path) as col:
+        col.render_for(["datadog"], "dev", [*datadog_settings(dd), "metric_tag_keys=team,dup"])
+        col.start(env={"DD_API_KEY": DD_TEST_API_KEY})
         _send(col.http_endpoint, TAGS)
         dd.wait_for(lambda d: bool(d.logs and d.spans and d.series), 30)
         assert col.stop() == 0, col.output()
@@ -216,30 +219,15 @@ def test_splunk_gets_the_tag_list_and_a_field_per_key(
 def test_cloudwatch_metrics_get_only_the_named_tags_as_dimensions(
     tmp_path: Path, collector_binary: Path
 ) -> None:
-    key, secret, region = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1"
-    paths = {"/v1/logs": "logs", "/v1/traces": "traces", "/v1/metrics": "metrics"}
-    verifier = SigV4Verifier(
-        key, secret, region, {"/v1/logs": "logs", "/v1/traces": "xray", "/v1/metrics": "monitoring"}
-    )
     named = ["region", "url", "dup"]
-    with (
-        OTLPReceiver(grpc=False, paths=paths, authorize=verifier) as aws,
-        CollectorProcess(collector_binary, tmp_path) as col,
-    ):
+    stand_in, _ = cloudwatch_stand_in("eu-west-1")
+    with stand_in as aws, CollectorProcess(collector_binary, tmp_path) as col:
         col.render_for(
             ["cloudwatch"],
             "dev",
-            [f"{s}_endpoint={aws.http_endpoint}/v1/{s}" for s in ("logs", "traces", "metrics")]
-            + [f"metric_tag_keys={','.join(named)}"],
+            [*cloudwatch_settings(aws), f"metric_tag_keys={','.join(named)}"],
         )
-        col.start(
-            env={
-                "AWS_REGION": region,
-                "AWS_ACCESS_KEY_ID": key,
-                "AWS_SECRET_ACCESS_KEY": secret,
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        col.start(env=aws_env("eu-west-1"))
         _send(col.http_endpoint, TAGS)
         aws.wait_for(lambda r: bool(r.logs()) and bool(r.points()), 30)
         assert col.stop() == 0, col.output()
@@ -256,14 +244,9 @@ def test_cloudwatch_metrics_get_only_the_named_tags_as_dimensions(
 
 
 def test_tags_given_to_metaflow_reach_datadog(tmp_path: Path, collector_binary: Path) -> None:
-    with DatadogIntake(API_KEY) as dd, CollectorProcess(collector_binary, tmp_path) as col:
-        col.render_for(
-            ["datadog"],
-            "dev",
-            [f"{s}_endpoint={dd.url}" for s in ("metrics", "traces", "logs")]
-            + ["hostname=ci-host"],
-        )
-        col.start(env={"DD_API_KEY": API_KEY})
+    with DatadogIntake(DD_TEST_API_KEY) as dd, CollectorProcess(collector_binary, tmp_path) as col:
+        col.render_for(["datadog"], "dev", datadog_settings(dd))
+        col.start(env={"DD_API_KEY": DD_TEST_API_KEY})
         run_route_flow(
             col.http_endpoint,
             tmp_path,

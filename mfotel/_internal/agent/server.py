@@ -144,10 +144,11 @@ class Agent:
             if self.debug:
                 print(f"mfotel agent: dropped a message: {exc!r}", file=sys.stderr)
             return
-        if kind == "start" and "ds" in message:
-            self.sweeper.remember_root(str(message["sid"]), message["ds"])
-        if kind == "start" and "mflog" in message:
-            self.sweeper.remember_files(str(message["sid"]), message["mflog"])
+        if kind == "start":
+            if "ds" in message:
+                self.sweeper.remember_root(str(message["sid"]), message["ds"])
+            if "mflog" in message:
+                self.sweeper.remember_files(str(message["sid"]), message["mflog"])
         elif kind == "logs_closed" or (kind == "end" and message.get("tee") is False):
             self.sweeper.schedule(message["ctx"])
 
