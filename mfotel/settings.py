@@ -21,6 +21,7 @@ __all__ = [
     "MFOTEL_EXPORT_INTERVAL_MS",
     "MFOTEL_METRIC_INTERVAL_MS",
     "MFOTEL_PROFILE",
+    "MFOTEL_REMOTE_ENDPOINT",
     "MFOTEL_SHUTDOWN_TIMEOUT_MS",
     "MFOTEL_SPOOL_DIR",
     "MFOTEL_SPOOL_MAX_MB",
@@ -183,6 +184,17 @@ MFOTEL_CAPTURE_LOGS = EnvVar(
     "as a log record. `false` leaves the task's file descriptors alone.",
     kind="bool",
 )
+MFOTEL_REMOTE_ENDPOINT = EnvVar(
+    "MFOTEL_REMOTE_ENDPOINT",
+    "",
+    "Where steps that run elsewhere (`@batch`, `@kubernetes`, Argo Workflows, Step Functions, "
+    "Airflow) send their OTLP, in place of this machine's OTEL_EXPORTER_OTLP_ENDPOINT (and "
+    "the per-signal endpoints), which would name this machine. `$(VAR)` is replaced with the "
+    "container's variable VAR, as Kubernetes does, e.g. "
+    "`http://$(METAFLOW_KUBERNETES_NODE_IP):4318` for a collector DaemonSet on each node; "
+    "`http://otel-gateway.observability:4318` for a gateway Service. Empty: remote steps get "
+    "OTEL_EXPORTER_OTLP_ENDPOINT as it is here.",
+)
 MFOTEL_COLLECTOR_BIN = EnvVar(
     "MFOTEL_COLLECTOR_BIN",
     "",
@@ -207,6 +219,7 @@ ALL: tuple[EnvVar, ...] = (
     MFOTEL_METRIC_INTERVAL_MS,
     MFOTEL_SHUTDOWN_TIMEOUT_MS,
     MFOTEL_CAPTURE_LOGS,
+    MFOTEL_REMOTE_ENDPOINT,
     MFOTEL_COLLECTOR_BIN,
     MFOTEL_DEBUG,
 )

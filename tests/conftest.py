@@ -15,6 +15,13 @@ import pytest
 import yaml
 
 from mfotel.testing import OTLPReceiver, SigV4Verifier
+from tests.containers import (
+    MissingPython,
+    build_wheel,
+    namespaces_missing,
+    stock_python,
+    user_python,
+)
 from tests.emulators import (
     Azurite,
     EmulatorError,
@@ -254,3 +261,32 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
             "needs Node.js and npm for Azurite: install them (e.g. apt-get install nodejs npm)"
         )
     yield from _serve(start_azurite, tmp_path_factory.mktemp("azurite"))
+
+
+# --- What users install, and the containers their steps run in (tests/containers.py) ---
+
+
+@pytest.fixture(scope="session")
+def mfotel_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mfotel's wheel, built from this checkout once per session."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def user_env(mfotel_wheel: Path) -> Path:
+    """The interpreter of a user's environment: this Metaflow and mfotel from its wheel."""
+    from metaflow.metaflow_version import get_version
+
+    return user_python(get_version(public=True), mfotel_wheel)
+
+
+@pytest.fixture(scope="session")
+def stock_image_python() -> Path:
+    """A stock image's CPython: boto3 and requests, no Metaflow, no mfotel."""
+    problem = namespaces_missing()
+    if problem:
+        pytest.skip(problem)
+    try:
+        return stock_python("3.11")
+    except MissingPython as err:
+        pytest.skip(str(err))

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -47,6 +48,7 @@ ENV_RELAY = "MFOTEL_RELAY_SOCKET"
 AGENT_START_S = 3.0  # how long a container task waits for its own agent to listen
 TEE_DRAIN_S = 2.0  # ... and for Metaflow's tee to write what the task printed last
 ENV_INERT = "MFOTEL_INERT"  # set by a runtime whose telemetry could not start
+ENV_RUN_START = "MFOTEL_RUN_START"  # set in a deployment's steps: see remote.RUN_START
 SPAN_KIND_INTERNAL = 1
 SPAN_KIND_SERVER = 2
 RUN_COMMANDS = ("cli/run", "cli/resume")
@@ -294,6 +296,11 @@ class _Task:
             # Launched by a scheduler that knows nothing of us: join the run's derived trace.
             parent = root_context(flow_name, run_id)
         self.parent_span_id = parent.span_id
+        self.root = parent
+        self.flow_name, self.run_id = flow_name, run_id
+        self.attempt = attempt
+        self.pathspec = f"{flow_name}/{run_id}/{step_name}/{task_id}"
+        self.final_attempt = attempt >= int(kwargs.get("max_user_code_retries") or 0)
         # Derived, so that a later backfill of this attempt's persisted log joins this span.
         span_id = attempt_span_id(
             parent.trace_id, f"{flow_name}/{run_id}/{step_name}/{task_id}", attempt
@@ -314,14 +321,24 @@ class _Task:
         self.spool_dir = os.environ.get(ENV_SPOOL) or None
         self.agent: Any = None
         self.in_container = _metaflow_captures(os.environ)
+        self.storage: Any = None
+        # A deployment's step (Argo Workflows, Step Functions, Airflow): no runtime process
+        # owns the run, so its tasks make the run's root span (see _root_span).
+        self.run_start = os.environ.get(ENV_RUN_START) if self.socket_path is None else None
         role = "task"
         if self.socket_path is None:
             # No runtime launched this task (a Batch or Kubernetes container, a scheduler's
             # worker): the attempt gets an agent of its own, which ends with it. (A runtime's
             # agent that died leaves its tasks spooling instead, as the run says.)
             settings.check_all()
+            from mfotel._internal.remote import apply_remote_endpoint
+
+            problem = apply_remote_endpoint(os.environ)
+            if problem:
+                warn(f"mfotel: {problem}")
             self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
-            state_dir, self.spool_dir = _state_and_spool_dirs(obj)
+            self.state_dir, self.spool_dir = _state_and_spool_dirs(obj)
+            state_dir = self.state_dir
             self.socket_path = os.path.join(
                 socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock"
             )
@@ -347,11 +364,15 @@ class _Task:
             "start_ns": self.start_ns,
         }
         flow_datastore = getattr(obj, "flow_datastore", None)
-        if flow_datastore is not None and getattr(flow_datastore, "TYPE", None) == "local":
-            # Lets the agent read this attempt's persisted log back when it ends.
-            start["ds"] = ["local", str(flow_datastore.datastore_root)]
+        datastore_type = getattr(flow_datastore, "TYPE", None)
+        if flow_datastore is not None and isinstance(datastore_type, str):
+            # Local: the agent reads this attempt's persisted log back when it ends. Any: where
+            # an agent whose task was killed puts what the container would lose.
+            start["ds"] = [datastore_type, str(flow_datastore.datastore_root)]
+            if datastore_type != "local" and self.agent is not None:
+                self.storage = getattr(flow_datastore, "_storage_impl", None)
         if self.in_container:
-            # In a container, Metaflow's tee writes these; the agent reads them when it ends.
+            # In a container, Metaflow's tee writes these; the agent follows them.
             start["mflog"] = [os.environ["MFLOG_STDOUT"], os.environ["MFLOG_STDERR"]]
         self.scope.send("start", start)
         self.current = self.context
@@ -390,6 +411,10 @@ class _Task:
                 pass
         if self.in_container:
             _await_metaflow_tee(os.environ, TEE_DRAIN_S)
+        if self.run_start is not None and (
+            (self.name == "end" and not _failed(exc)) or (_failed(exc) and self.final_attempt)
+        ):
+            self._root_span(exc)
         self.scope.send("run_end", {})
         self.scope.client.close(timeout_s=1.0)
         state = _wait_for_agent(self.agent, self.shutdown_s + 1.0)
@@ -402,6 +427,46 @@ class _Task:
             warn(
                 f"mfotel: the exporter stopped during the task (exit code {self.agent.wait()}); "
                 f"what it had not sent yet is lost, the rest is in {self.spool_dir}"
+            )
+        if self.storage is not None and state != "sending":
+            self._hand_off()
+
+    def _root_span(self, exc: BaseException | None) -> None:
+        """The run's root span, made by the task that ends the run: the ``end`` step, or an
+        attempt that fails with no retry left. Its ids derive from the run, as every task's
+        parent does; it starts when the scheduler says the run started."""
+        assert self.run_start is not None
+        start_ns = _parse_time(self.run_start) or self.start_ns
+        root = root_context(self.flow_name, self.run_id)
+        ctx = {
+            "tid": root.trace_id.hex(),
+            "sid": root.span_id.hex(),
+            "res": self.scope.ctx["res"],
+        }
+        _Scope(self.scope.client, root, ctx).span_end(
+            f"RUN {self.flow_name}",
+            root,
+            b"",
+            start_ns,
+            None,
+            kind=SPAN_KIND_SERVER,
+            attrs={
+                "cicd.pipeline.result": "failure" if _failed(exc) else "success",
+                "metaflow.run.ended_by": self.pathspec,
+            },
+        )
+
+    def _hand_off(self) -> None:
+        """What the container would lose (spool, ledger) goes to the datastore."""
+        from mfotel._internal.handoff import hand_off
+
+        assert self.spool_dir is not None
+        try:
+            hand_off(self.storage, self.state_dir, self.spool_dir, self.pathspec, self.attempt)
+        except Exception as exc:
+            warn(
+                f"mfotel: could not put this task's unsent telemetry into the datastore ({exc}); "
+                f"it stays in {self.spool_dir}"
             )
 
     @contextlib.contextmanager
@@ -419,6 +484,32 @@ class _Task:
         finally:
             self.current = parent
             self.scope.span_end(name, context, parent.span_id, start_ns, error, attrs=attrs)
+
+
+_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$"
+)
+
+
+def _parse_time(text: str) -> int | None:
+    """An RFC 3339 / ISO 8601 time (Argo, Step Functions, Airflow) in ns; None if it is not."""
+    match = _TIME.match(text.strip())
+    if match is None:
+        return None
+    import calendar
+
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    try:
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    fraction = int((match.group(7) or "0").ljust(9, "0"))
+    zone = match.group(8) or "Z"
+    if zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return seconds * 1_000_000_000 + fraction
 
 
 def _metaflow_captures(environ: Mapping[str, str]) -> bool:
@@ -554,13 +645,13 @@ def _await_socket(path: str, timeout: float) -> None:
 def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) -> Any:
     import subprocess
 
+    from mfotel._internal.proc import boot_command
+
     try:
         os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
         return subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "mfotel._internal.agent",
+                *boot_command("mfotel._internal.agent.__main__", isolated=False),
                 "--socket",
                 socket_path,
                 "--spool-dir",
@@ -663,22 +754,6 @@ def post_fork() -> Iterator[None]:
     yield
 
 
-# What a launcher of remote tasks passes on: telemetry settings, never this host's sockets and
-# folders, and never secrets (exporter headers, client keys), which belong in the platform's
-# own secret store.
-_HOST_ONLY = {ENV_SOCKET, ENV_SPOOL, ENV_LAUNCH, ENV_RELAY, "MFOTEL_STATE_DIR"}
-
-
-def _forwarded(key: str) -> bool:
-    if key == "MF_TRACING":
-        return True
-    if key.startswith("MFOTEL_"):
-        return key not in _HOST_ONLY
-    if key.startswith("OTEL_"):
-        return not key.endswith(("HEADERS", "CERTIFICATE", "CLIENT_KEY"))
-    return False
-
-
 def inject_tracing_vars(env_dict: dict[str, str]) -> dict[str, str]:
     try:
         if _run is not None:
@@ -688,12 +763,10 @@ def inject_tracing_vars(env_dict: dict[str, str]) -> dict[str, str]:
         else:
             # A process that launches tasks elsewhere (`kubernetes step`, a deployer): the
             # remote task joins our trace and exports with the same settings.
-            parent, baggage = extract(os.environ, _propagators())
-            if parent is not None:
-                inject(parent, baggage, _propagators(), env_dict)
-            for key, value in os.environ.items():
-                if _forwarded(key):
-                    env_dict.setdefault(key, value)
+            from mfotel._internal.remote import container_env
+
+            for key, value in container_env(os.environ).items():
+                env_dict.setdefault(key, value)
     except Exception as exc:
         warn(f"mfotel: could not pass the trace context on: {exc}")
     return env_dict
@@ -742,6 +815,19 @@ def emit_event(level: str, module: str, name: str, payload: Any) -> None:
             _run.event(body)
     except Exception:
         pass
+
+
+def log_event(payload: Any) -> None:
+    """An event-logger payload (``{"level", "module", "name", "payload"}``) as a span event."""
+    if isinstance(payload, dict):
+        emit_event(
+            str(payload.get("level", "info")),
+            str(payload.get("module", "")),
+            str(payload.get("name", "event")),
+            payload.get("payload"),
+        )
+    else:
+        emit_event("info", "", "event", payload)
 
 
 def emit_metric(kind: str, name: str, value: float) -> None:

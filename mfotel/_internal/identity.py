@@ -80,15 +80,56 @@ def parse_resource_attributes(value: str | None) -> dict[str, str]:
     return attributes
 
 
+# Metaflow's own names for where a task runs: METAFLOW_RUNTIME_NAME in a deployment's steps,
+# METAFLOW_RUNTIME_ENVIRONMENT in any container it launches.
+_ENVIRONMENTS = {"aws-batch": "batch", "kubernetes": "kubernetes"}
+
+
 def runtime_name(environ: Mapping[str, str]) -> str:
+    """``argo-workflows``, ``step-functions``, ``airflow``, ``kubernetes``, ``batch`` or
+    ``local``: the real runtime of this process."""
     name = environ.get("METAFLOW_RUNTIME_NAME")
     if name and name != "dev":
         return name
+    environment = _ENVIRONMENTS.get(environ.get("METAFLOW_RUNTIME_ENVIRONMENT", ""))
+    if environment:
+        return environment
     if environ.get("AWS_BATCH_JOB_ID"):
         return "batch"
     if environ.get("KUBERNETES_SERVICE_HOST"):
         return "kubernetes"
     return "local"
+
+
+# Semantic-convention resource attributes from what the platform puts in the environment
+# (Kubernetes' downward API as Metaflow maps it, AWS Batch's own variables).
+_FROM_ENV = (
+    ("k8s.pod.name", ("METAFLOW_KUBERNETES_POD_NAME",)),
+    ("k8s.pod.uid", ("METAFLOW_KUBERNETES_POD_ID",)),
+    ("k8s.namespace.name", ("METAFLOW_KUBERNETES_POD_NAMESPACE", "METAFLOW_KUBERNETES_NAMESPACE")),
+    ("k8s.node.name", ("K8S_NODE_NAME", "KUBERNETES_NODE_NAME")),
+    ("aws.batch.job.id", ("AWS_BATCH_JOB_ID",)),
+    ("aws.batch.job.queue", ("AWS_BATCH_JQ_NAME",)),
+    ("aws.batch.compute_environment", ("AWS_BATCH_CE_NAME",)),
+)
+
+
+def platform_attributes(environ: Mapping[str, str]) -> dict[str, str]:
+    """Where this task runs, from its environment: pod, namespace, Batch job, cloud."""
+    attrs: dict[str, str] = {}
+    for attribute, names in _FROM_ENV:
+        for name in names:
+            value = environ.get(name, "").strip()
+            if value:
+                attrs[attribute] = value
+                break
+    if "aws.batch.job.id" in attrs or environ.get("ECS_CONTAINER_METADATA_URI_V4"):
+        attrs["cloud.provider"] = "aws"
+        attrs["cloud.platform"] = "aws_ecs"  # Batch runs its jobs as ECS tasks
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        if region:
+            attrs["cloud.region"] = region
+    return attrs
 
 
 def metaflow_version() -> str:
@@ -135,6 +176,7 @@ def resource_attributes(
     if user:
         attrs["metaflow.user"] = user
     attrs.update(project_from_tags(tag_list))
+    attrs.update(platform_attributes(environ))
     attrs.update(parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES")))
     service = environ.get("OTEL_SERVICE_NAME", "").strip()
     if service:

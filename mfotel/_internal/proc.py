@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import sys
 
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from {} import main; main()"
+# The folder holding ``mfotel`` goes first on the path and leaves argv: a task's mfotel may
+# come from Metaflow's code package, which a fresh interpreter does not find by itself.
+_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from {} import main; sys.exit(main())"
 
 
 def alive(pid: int) -> bool:
@@ -29,6 +31,20 @@ def parent_gone(parent_pid: int) -> bool:
     return os.getppid() != parent_pid
 
 
+def mfotel_root() -> str:
+    """The folder that holds the ``mfotel`` package this process runs."""
+    import mfotel
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))
+
+
+def boot_command(module: str, isolated: bool) -> list[str]:
+    """The command that runs ``module.main()`` (its return value the exit code) in a fresh
+    interpreter, with this mfotel first on the path; ``isolated`` adds ``-I -S``."""
+    flags = ["-I", "-S"] if isolated else []
+    return [sys.executable, *flags, "-c", _BOOT.format(module), mfotel_root()]
+
+
 def spawn_lean(module: str, args: list[str], pass_fds: tuple[int, ...] = ()) -> int:
     """Start ``module.main()`` in a fresh ``python -I -S`` that sees only mfotel's own folder.
 
@@ -39,12 +55,9 @@ def spawn_lean(module: str, args: list[str], pass_fds: tuple[int, ...] = ()) -> 
     """
     import subprocess
 
-    import mfotel
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))
     try:
         child = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _BOOT.format(module), root, *args],
+            [*boot_command(module, isolated=True), *args],
             pass_fds=pass_fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

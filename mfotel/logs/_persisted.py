@@ -5,11 +5,12 @@ In a local run the runtime itself writes a few lines into a task's log (``Task f
 After an attempt ends the agent reads the attempt's persisted files (local datastore) and
 exports the lines it has not seen, so every persisted line becomes exactly one record.
 
-In a Batch or Kubernetes container Metaflow's own tee writes every line of the task into
-``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` before uploading them as the task's logs; there the
-task's own agent reads those two files once the attempt ends (the task first waits for
-Metaflow's tee to catch up), so the records carry
-Metaflow's line ids and timestamps, the same as a later backfill of the uploaded logs.
+In a container (Batch, Kubernetes, Argo, Step Functions, Airflow) Metaflow's own tee writes
+every line of the task into ``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` before uploading them as the
+task's logs; there the attempt's own agent follows those two files while the attempt runs
+(every ``FOLLOW_S``), and reads them to the end once they stop growing after the attempt, so
+the records carry Metaflow's line ids and timestamps, the same as a later backfill of the
+uploaded logs, and a long step's lines arrive while it runs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ LOG_FILES = (
 )
 FIRST_TRY_S = 0.3
 GIVE_UP_S = 15.0
+FOLLOW_S = 0.25
+READ_CHUNK = 4 * 1024 * 1024
 
 
 def attempt_folder(root: str, ctx: Mapping[str, Any]) -> str | None:
@@ -103,45 +106,105 @@ class _Pending:
     sizes: tuple[int, ...] | None = None
 
 
+@dataclass
+class _Followed:
+    """Files a running attempt's lines are being written to, read as they grow."""
+
+    ctx: Mapping[str, Any]
+    files: list[tuple[str, str]]
+    offsets: list[int]
+    next_read: float = 0.0
+    ending: _Pending | None = None
+
+    def read_new(self) -> list[tuple[str, int, str, str, str]]:
+        """The complete lines written since the last read (a partial last line waits)."""
+        lines: list[tuple[str, int, str, str, str]] = []
+        for index, (path, stream) in enumerate(self.files):
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(self.offsets[index])
+                    data = handle.read(READ_CHUNK)
+            except OSError:
+                continue
+            end = data.rfind(b"\n")
+            if end < 0:
+                continue
+            self.offsets[index] += end + 1
+            for raw in data[: end + 1].splitlines():
+                line = _parsed(raw, stream)
+                if line is not None:
+                    lines.append(line)
+        return lines
+
+
+def _parsed(raw: bytes, stream: str) -> tuple[str, int, str, str, str] | None:
+    parsed = parse(raw)
+    if parsed is None:
+        return None
+    text = parsed.text[:-1] if parsed.text.endswith(b"\r") else parsed.text
+    return (parsed.uid, parsed.time_ns, stream, parsed.source, text.decode("utf-8", "replace"))
+
+
 class Sweeper:
-    """Schedules reading an attempt's persisted logs once they have been written."""
+    """Reads an attempt's persisted logs: once written (local runs), or as they are written
+    (containers)."""
 
     def __init__(self) -> None:
         self._pending: dict[str, _Pending] = {}
         self._roots: dict[str, str] = {}
-        self._files: dict[str, list[tuple[str, str]]] = {}
+        self._followed: dict[str, _Followed] = {}
 
     def remember_root(self, sid: str, datastore: Any) -> None:
         if isinstance(datastore, list) and len(datastore) == 2 and datastore[0] == "local":
             self._roots[sid] = str(datastore[1])
 
-    def remember_files(self, sid: str, mflog: Any) -> None:
-        """The attempt's ``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` (Metaflow's remote capture)."""
+    def follow(self, ctx: Mapping[str, Any], mflog: Any) -> None:
+        """Follow the attempt's ``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` (Metaflow's capture)."""
         if isinstance(mflog, list) and len(mflog) == 2 and all(isinstance(p, str) for p in mflog):
-            self._files[sid] = [(mflog[0], "stdout"), (mflog[1], "stderr")]
+            sid = str(ctx.get("sid"))
+            files = [(mflog[0], "stdout"), (mflog[1], "stderr")]
+            self._followed[sid] = _Followed(ctx, files, [0, 0])
 
     def schedule(self, ctx: Mapping[str, Any]) -> None:
         sid = str(ctx.get("sid"))
+        now = time.monotonic()
+        followed = self._followed.get(sid)
+        if followed is not None:
+            if followed.ending is None:
+                files = followed.files
+                followed.ending = _Pending(ctx, files, files, now, now + GIVE_UP_S)
+            return
         if sid in self._pending:
             return
-        mflog = self._files.get(sid)
-        if mflog is not None:
-            files, watched = mflog, mflog
-        else:
-            root = self._roots.get(sid)
-            folder = attempt_folder(root, ctx) if root else None
-            if folder is None:
-                return
-            attempt = int((ctx.get("attrs") or {}).get("metaflow.task.attempt", 0))
-            files = attempt_files(folder, attempt)
-            watched = files[:2]  # the runtime's own two: it writes them last
-        now = time.monotonic()
+        root = self._roots.get(sid)
+        folder = attempt_folder(root, ctx) if root else None
+        if folder is None:
+            return
+        attempt = int((ctx.get("attrs") or {}).get("metaflow.task.attempt", 0))
+        files = attempt_files(folder, attempt)
+        watched = files[:2]  # the runtime's own two: it writes them last
         self._pending[sid] = _Pending(ctx, files, watched, now + FIRST_TRY_S, now + GIVE_UP_S)
 
     def due(
         self, final: bool = False, seen: Any = None
     ) -> Iterator[tuple[Mapping[str, Any], list[Any]]]:
         now = time.monotonic()
+        for sid, followed in list(self._followed.items()):
+            ending = followed.ending
+            if ending is not None or final:
+                sizes = _sizes(followed.files)
+                settled = sizes is not None and ending is not None and sizes == ending.sizes
+                if ending is not None:
+                    ending.sizes = sizes
+                if settled or final or (ending is not None and now >= ending.give_up):
+                    del self._followed[sid]
+                    yield followed.ctx, followed.read_new()
+                    continue
+            if now >= followed.next_read:
+                followed.next_read = now + FOLLOW_S
+                lines = followed.read_new()
+                if lines:
+                    yield followed.ctx, lines
         for sid, pending in list(self._pending.items()):
             if not final and now < pending.first_try:
                 continue
@@ -153,6 +216,18 @@ class Sweeper:
                 del self._pending[sid]
                 skip = seen(pending.ctx) if seen is not None else ()
                 yield pending.ctx, list(read_files(pending.files, skip))
+
+    def settle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until followed files stop growing: a task that was
+        killed leaves Metaflow's tee a moment to write what was still in its pipes."""
+        deadline = time.monotonic() + timeout_s
+        last: list[tuple[int, ...] | None] = []
+        while self._followed and time.monotonic() < deadline:
+            sizes = [_sizes(f.files) for f in self._followed.values()]
+            if sizes == last:
+                return
+            last = sizes
+            time.sleep(0.1)
 
 
 def _sizes(files: list[tuple[str, str]]) -> tuple[int, ...] | None:

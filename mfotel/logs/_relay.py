@@ -183,7 +183,7 @@ def main() -> None:
     """``python -I -S -c _BOOT ROOT LISTEN_PATH AGENT_SOCKET SPOOL_DIR PARENT_PID``."""
     from mfotel._internal.ipc import AgentClient
 
-    _, _, listen_path, socket_path, spool_dir, parent = sys.argv
+    _, listen_path, socket_path, spool_dir, parent = sys.argv
     client = AgentClient(socket_path or None, spool_dir or None, "relay")
     relay = Relay(listen_path, client, int(parent))
     try:

@@ -84,7 +84,7 @@ def _spawn(fds: list[int], socket_path: str | None, spool_dir: str | None, ctx: 
 
 def main() -> None:
     """The tee process: ``python -I -S -c _BOOT ROOT FDS SOCKET SPOOL CONTEXT``."""
-    _, _, fds_text, socket_path, spool_dir, context = sys.argv
+    _, fds_text, socket_path, spool_dir, context = sys.argv
     readers_and_outputs = [int(x) for x in fds_text.split(",")]
     readers, outputs = readers_and_outputs[:2], readers_and_outputs[2:]
     try:

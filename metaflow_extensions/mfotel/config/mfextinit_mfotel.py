@@ -1,7 +1,18 @@
-"""With MF_TRACING on, Metaflow's default monitor and event logger become mfotel's."""
+"""With MF_TRACING on: Metaflow's default monitor and event logger become mfotel's, and every
+step gets ``@mfotel``, which carries the task runtime in the code package and the telemetry
+settings to steps that run elsewhere (Batch, Kubernetes, Argo, Step Functions, Airflow)."""
 
-import os as _os
+from metaflow_extensions.mfotel import gate as _gate
 
-if _os.environ.get("MF_TRACING", "").strip().lower() in ("otlp", "console"):
+if _gate.active():
     DEFAULT_MONITOR = "mfotelMonitor"
     DEFAULT_EVENT_LOGGER = "mfotelEventLogger"
+
+    def _with_ours():
+        # Added to the user's own default decorators, never in place of them.
+        from metaflow.metaflow_config_funcs import from_conf
+
+        specs = (from_conf("DEFAULT_DECOSPECS", "") or "").split()
+        return " ".join(specs + ([] if "mfotel" in specs else ["mfotel"]))
+
+    DEFAULT_DECOSPECS = _with_ours()

@@ -1,9 +1,11 @@
-"""mfotel's monitor and event logger: they hand Metaflow's metrics and events to the run's
-exporter instead of starting a sidecar process per task. Declared only while MF_TRACING is
-on, since Metaflow imports every declared plugin of these kinds."""
+"""mfotel's monitor, event logger and step decorator.
 
-import os as _os
+Declared always, and resolved from this extension (which every code package carries), so a
+command line that names them works in any process: a deployed step compiled days earlier, a
+container whose image has no mfotel. They do nothing unless MF_TRACING is on and mfotel's
+runtime loaded in the process.
+"""
 
-if _os.environ.get("MF_TRACING", "").strip().lower() in ("otlp", "console"):
-    MONITOR_SIDECARS_DESC = [("mfotelMonitor", "mfotel.metrics._monitor.Monitor")]
-    LOGGING_SIDECARS_DESC = [("mfotelEventLogger", "mfotel.events._event_logger.EventLogger")]
+MONITOR_SIDECARS_DESC = [("mfotelMonitor", ".sidecars.Monitor")]
+LOGGING_SIDECARS_DESC = [("mfotelEventLogger", ".sidecars.EventLogger")]
+STEP_DECORATORS_DESC = [("mfotel", ".decorator.MfotelDecorator")]

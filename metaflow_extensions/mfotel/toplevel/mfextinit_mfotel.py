@@ -1,19 +1,13 @@
 """Metaflow loads this first: with MF_TRACING on, ``metaflow.tracing`` becomes mfotel's.
 
-With MF_TRACING unset or ``off`` nothing is overridden and nothing else of mfotel is imported.
+With MF_TRACING unset or ``off`` nothing is overridden and nothing of mfotel is imported.
+Where mfotel cannot run (an unknown MF_TRACING value, a Python or Metaflow too old) the run
+or task says so in one line and goes on untouched.
 """
 
-import os as _os
+from metaflow_extensions.mfotel import gate as _gate
 
-_mode = _os.environ.get("MF_TRACING", "").strip().lower()
-if _mode in ("otlp", "console"):
+if _gate.active():
     module_overrides = "mfotel_overrides"
-elif _mode not in ("", "off") and not _os.environ.get("MFOTEL_WARNED"):
-    # Child processes inherit the mark, so a run prints this once, not once per task.
-    _os.environ["MFOTEL_WARNED"] = "1"
-    import sys as _sys
-
-    _sys.stderr.write(
-        "mfotel: MF_TRACING=%r is not otlp, console or off; telemetry is off for this run "
-        "(set MF_TRACING=otlp)\n" % _mode
-    )
+elif _gate.problem():
+    _gate.warn_once(_gate.problem())

@@ -95,14 +95,42 @@ def main(argv: list[str] | None = None) -> int:
         sink, export_s, metric_s, extra_metrics=own_counts, temporality=_temporality(warn)
     )
     agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug)
+    # After listening: the task goes on meanwhile, its first messages wait in the socket.
+    from mfotel._internal.agent.detect import detect
+
+    pipeline.resource_extra = detect(os.environ)
     if debug:
         warn(f"mfotel agent: listening at {args.socket} ({time.process_time():.3f}s cpu)")
     agent.serve()
     sink.close(shutdown_s)
+    if agent.killed and agent.attempt is not None:
+        _hand_off(agent.attempt, args, warn)
     _tell_runtime_done()
     if debug:
         warn(f"mfotel agent: done ({time.process_time():.3f}s cpu)")
     return 0
+
+
+def _hand_off(attempt: Mapping[str, Any], args: _Args, warn: Callable[[str], None]) -> None:
+    """The task was killed, so it cannot put the container's leftovers into the datastore:
+    do it here, with Metaflow's storage for that datastore (best effort: the container may
+    end first)."""
+    datastore, root = attempt["ds"]
+    if datastore == "local":
+        return
+    attrs = attempt["ctx"].get("attrs") or {}
+    try:
+        from mfotel._internal.handoff import hand_off, storage_for
+
+        hand_off(
+            storage_for(str(datastore), str(root)),
+            args.state_dir,
+            args.spool_dir,
+            str(attrs.get("metaflow.task.pathspec")),
+            int(attrs.get("metaflow.task.attempt", 0)),
+        )
+    except Exception as exc:
+        warn(f"mfotel: could not put the killed task's telemetry into the datastore: {exc}")
 
 
 def _temporality(warn: Callable[[str], None]) -> str:

@@ -63,6 +63,8 @@ class Pipeline:
         temporality: str = "cumulative",
     ) -> None:
         self.sink = sink
+        # What the agent found out about where it runs (see detect.py); a task's own win.
+        self.resource_extra: dict[str, Any] = {}
         self.export_interval_s = export_interval_s
         self.metric_interval_s = metric_interval_s
         self.extra_metrics = extra_metrics
@@ -208,6 +210,8 @@ class Pipeline:
         context = self._contexts.get(sid)
         if context is None:
             resource = ctx.get("res") or {}
+            if self.resource_extra:
+                resource = {**self.resource_extra, **resource}
             key = json.dumps(resource, sort_keys=True, default=str)
             self._resources.setdefault(key, resource)
             context = _Context(

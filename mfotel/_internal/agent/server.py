@@ -24,6 +24,7 @@ from mfotel.logs._persisted import Sweeper
 
 TICK_S = 0.05
 INBOX_EVERY_S = 1.0
+SETTLE_S = 1.0  # after a killed task: how long Metaflow's tee may take to write its last lines
 MAX_LINE = 64 * 1024 * 1024
 
 
@@ -67,6 +68,10 @@ class Agent:
         self._runtime_conns: set[int] = set()
         self._runtime_seen = False
         self._last_inbox = 0.0
+        # The attempt an agent of a container task serves: where it ran and where it keeps
+        # its logs, for when that task is killed (see hand_off in __main__).
+        self.attempt: dict[str, Any] | None = None
+        self.killed = False
 
     def serve(self) -> None:
         try:
@@ -84,6 +89,9 @@ class Agent:
                 os.unlink(self.socket_path)
             except OSError:
                 pass
+        self.killed = not self.pipeline.run_ended
+        if self.killed:
+            self.sweeper.settle(SETTLE_S)
         self._ingest_inbox()
         for ctx, lines in self.sweeper.due(final=True, seen=self.pipeline.seen_lines):
             self.pipeline.add_persisted_lines(ctx, lines)
@@ -148,7 +156,9 @@ class Agent:
             if "ds" in message:
                 self.sweeper.remember_root(str(message["sid"]), message["ds"])
             if "mflog" in message:
-                self.sweeper.remember_files(str(message["sid"]), message["mflog"])
+                self.sweeper.follow(message["ctx"], message["mflog"])
+                if self.attempt is None and isinstance(message.get("ds"), list):
+                    self.attempt = {"ctx": message["ctx"], "ds": message["ds"]}
         elif kind == "logs_closed" or (kind == "end" and message.get("tee") is False):
             self.sweeper.schedule(message["ctx"])
 

@@ -1,0 +1,464 @@
+"""Steps run the way their compiled containers run them, without a cluster or Docker.
+
+Metaflow compiles each step of a deployment into a container: an image, a ``bash -c`` command
+(fetch the code package, extract it, run ``python flow.py step ...`` under Metaflow's own log
+capture, upload the logs) and an environment. These helpers run exactly that command and that
+environment, in a fresh directory, with a *stock* interpreter: a CPython with only what
+Metaflow's bootstrap installs (boto3, requests), so Metaflow and mfotel come from the code
+package, as on a stock image.
+
+What is emulated, and how:
+
+- The container's private filesystem: a mount namespace per container (``unshare``) with its
+  own working directory, ``/mnt/out`` (Argo's output parameters) and ``/tmp``.
+- Kubernetes' env: the downward-API fields (``status.hostIP`` is 127.0.0.1, where the test's
+  receivers listen) and ``$(VAR)`` references, expanded as the kubelet expands them (only
+  variables defined earlier in the list; ``$$`` is ``$``).
+- Argo Workflows: the WorkflowTemplate's DAG (``depends``, ``withParam`` fan-outs, nested DAG
+  templates, retries), its ``{{...}}`` variables and output parameters.
+- The platform's credentials: the moto account's keys, as an IAM role would give them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mfotel" / "test-envs"
+REPO = Path(__file__).parent.parent
+STOCK_PACKAGES = ("boto3", "requests")  # what Metaflow's container bootstrap installs
+PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+
+
+class MissingPython(RuntimeError):
+    """No CPython of the asked version on this machine."""
+
+
+def cpython(version: str) -> Path:
+    """A CPython ``version`` (``"3.9"``) interpreter: pyenv's, or this one if it matches."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return Path(getattr(sys, "_base_executable", sys.executable))
+    candidates = sorted(PYENV.glob(f"{version}.*/bin/python{version}"), reverse=True)
+    if candidates:
+        return candidates[0]
+    found = shutil.which(f"python{version}")
+    if found:
+        return Path(found)
+    raise MissingPython(
+        f"needs CPython {version}: install it (e.g. `pyenv install {version}`) and run again"
+    )
+
+
+def _venv(folder: Path, base: Path, packages: list[str], marker: str) -> Path:
+    python = folder / "bin" / "python"
+    ready = folder / ".ready"
+    if not (ready.exists() and ready.read_text() == marker):
+        subprocess.run([str(base), "-m", "venv", "--clear", str(folder)], check=True)
+        if packages:
+            subprocess.run(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    *packages,
+                ],
+                check=True,
+                timeout=900,
+            )
+        ready.write_text(marker)
+    return python
+
+
+def stock_python(version: str = "3.11") -> Path:
+    """A stock image's interpreter: CPython ``version`` with boto3 and requests, nothing else
+    (no Metaflow, no mfotel, no OpenTelemetry). Cached outside the repo."""
+    base = cpython(version)
+    python = _venv(CACHE / f"stock-py{version}", base, list(STOCK_PACKAGES), "stock-1\n")
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u; "
+            "print([m for m in ('metaflow', 'mfotel', 'opentelemetry') if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    assert probe.stdout.strip() == "[]", f"the stock interpreter has {probe.stdout}"
+    return python
+
+
+def build_wheel(out: Path) -> Path:
+    """mfotel's wheel, built from this checkout as `pip wheel .` builds it for a user."""
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = out.glob("mfotel-*.whl")
+    return wheel
+
+
+def user_python(metaflow_version: str, wheel: Path, extras: tuple[str, ...] = ()) -> Path:
+    """A user's environment: Metaflow ``metaflow_version`` and mfotel installed from its wheel
+    (not editable), plus ``extras``. The dependencies are cached; the wheel goes in fresh."""
+    packages = [f"metaflow=={metaflow_version}", "kubernetes", *extras]
+    folder = CACHE / f"user-mf{metaflow_version}-py{sys.version_info.major}{sys.version_info.minor}"
+    python = _venv(folder, Path(sys._base_executable), [*packages, str(wheel)], "\n".join(packages))
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--force-reinstall",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    return python
+
+
+# --- One container ----------------------------------------------------------------------------
+
+
+@dataclass
+class ContainerRun:
+    name: str
+    returncode: int
+    output: str  # what the container printed (its log stream: CloudWatch, kubectl logs)
+    workdir: Path
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def kubelet_env(entries: list[Mapping[str, Any]], fields: Mapping[str, str]) -> dict[str, str]:
+    """A pod's environment from its container's ``env`` list, as the kubelet builds it."""
+    env: dict[str, str] = {}
+    for entry in entries:
+        name = str(entry["name"])
+        if entry.get("valueFrom"):
+            ref = entry["valueFrom"].get("fieldRef") or {}
+            env[name] = fields.get(str(ref.get("fieldPath")), "")
+            continue
+        env[name] = _expand_defined(str(entry.get("value", "")), env)
+    return env
+
+
+_K8S_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def _expand_defined(value: str, defined: Mapping[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        return defined[name] if name in defined else match.group(0)
+
+    return _K8S_REF.sub(one, value)
+
+
+# The container's own filesystem, as a mount namespace gives it: its working directory at
+# /mnt/work, Argo's /mnt/out, and a /tmp of its own (Metaflow writes /mnt/out and
+# /tmp/mf-input-paths by those names, and mfotel puts its agent's socket in /tmp).
+_ENTER = (
+    "mount -t tmpfs none /mnt && mkdir /mnt/work /mnt/out "
+    '&& mount --bind "$1" /mnt/work && mount --bind "$2" /mnt/out && mount --bind "$3" /tmp '
+    '&& cd /mnt/work && exec bash -c "$4"'
+)
+
+
+def namespaces_missing() -> str | None:
+    """Why containers cannot be emulated here, or None."""
+    if shutil.which("unshare") is None:
+        return "needs unshare (util-linux) to give each emulated container its own mounts"
+    probe = subprocess.run([*_unshare(), "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"needs mount namespaces (unshare --mount): {probe.stderr.strip()}"
+    return None
+
+
+def _unshare() -> list[str]:
+    return ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+
+
+def run_container(
+    name: str,
+    script: str,
+    env: Mapping[str, str],
+    python: Path,
+    root: Path,
+    platform_env: Mapping[str, str],
+    timeout: float = 300,
+) -> ContainerRun:
+    """``bash -c script`` as the container runs it: its own working directory, ``/mnt/out``
+    and ``/tmp``, the image's ``python`` first on PATH, the container's ``env`` and the
+    platform's credentials."""
+    base = root / f"{name}-{uuid.uuid4().hex[:8]}"
+    workdir, out, tmp = base / "work", base / "mnt-out", base / "tmp"
+    for folder in (workdir, out, tmp):
+        folder.mkdir(parents=True)
+    home = tmp / "home"
+    home.mkdir()
+    full_env = {
+        "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp/home",
+        "LANG": "C.UTF-8",
+        "METAFLOW_SKIP_INSTALL_DEPENDENCIES": "1",  # the image has boto3 and requests
+        **platform_env,
+        **env,
+    }
+    done = subprocess.run(
+        [*_unshare(), "bash", "-c", _ENTER, "enter", str(workdir), str(out), str(tmp), script],
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    outputs = {p.name: p.read_text().strip() for p in out.iterdir() if p.is_file()}
+    return ContainerRun(name, done.returncode, done.stdout, workdir, outputs)
+
+
+# --- Argo Workflows ---------------------------------------------------------------------------
+
+_VAR = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+# The one Argo expression Metaflow writes: a workflow parameter, base64-encoded.
+_TO_BASE64 = re.compile(r"=toBase64\(workflow\.parameters\['([^']+)'\]\)")
+
+
+class ArgoError(RuntimeError):
+    pass
+
+
+@dataclass
+class ArgoWorkflow:
+    """Runs a WorkflowTemplate as Argo would: each container template as :func:`run_container`."""
+
+    template: Mapping[str, Any]
+    python: Path
+    root: Path
+    platform_env: Mapping[str, str]
+    name: str = field(default_factory=lambda: f"wf-{uuid.uuid4().hex[:6]}")
+    created: str = "2026-12-06T10:00:00Z"
+    node_ip: str = "127.0.0.1"
+    containers: list[ContainerRun] = field(default_factory=list)
+    failed: bool = False
+
+    def run(self) -> list[ContainerRun]:
+        spec = self.template["spec"]
+        self._templates = {t["name"]: t for t in spec["templates"]}
+        self._dag(spec["entrypoint"], {})
+        return self.containers
+
+    def _sub(self, text: str, scope: Mapping[str, str]) -> str:
+        def one(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key in scope:
+                return scope[key]
+            expression = _TO_BASE64.fullmatch(key)
+            if expression and f"workflow.parameters.{expression.group(1)}" in scope:
+                value = scope[f"workflow.parameters.{expression.group(1)}"]
+                return base64.b64encode(value.encode()).decode()
+            raise ArgoError(f"unknown variable {{{{{key}}}}} in {text[:80]!r}")
+
+        return _VAR.sub(one, text)
+
+    def _global(self) -> dict[str, str]:
+        scope = {"workflow.name": self.name, "workflow.creationTimestamp": self.created}
+        for param in self.template["spec"].get("arguments", {}).get("parameters") or []:
+            scope[f"workflow.parameters.{param['name']}"] = str(param.get("value", ""))
+        return scope
+
+    def _dag(self, template_name: str, inputs: Mapping[str, str]) -> dict[str, str]:
+        template = self._templates[template_name]
+        if "container" in template:
+            return self._container(template, inputs)
+        tasks = template["dag"]["tasks"]
+        done: dict[str, dict[str, str]] = {}
+        pending = list(tasks)
+        while pending and not self.failed:
+            ready = [t for t in pending if all(d in done for d in _depends(t))]
+            if not ready:
+                raise ArgoError(f"no task of {template_name} can run: {pending}")
+            for task in ready:
+                pending.remove(task)
+                scope = {
+                    **self._global(),
+                    **{f"inputs.parameters.{k}": v for k, v in inputs.items()},
+                }
+                for other, outputs in done.items():
+                    for key, value in outputs.items():
+                        scope[f"tasks.{other}.outputs.parameters.{key}"] = value
+                items: list[Any] = [None]
+                if "withParam" in task:
+                    items = json.loads(self._sub(task["withParam"], scope))
+                results: list[dict[str, str]] = []
+                for item in items:
+                    local = dict(scope)
+                    if item is not None:
+                        local["item"] = str(item)
+                    args = {
+                        p["name"]: self._sub(str(p.get("value", "")), local)
+                        for p in task.get("arguments", {}).get("parameters", [])
+                    }
+                    results.append(self._dag(task["template"], args))
+                    if self.failed:
+                        break
+                done[task["name"]] = results[-1] if results else {}
+        outputs: dict[str, str] = {}
+        for param in template.get("outputs", {}).get("parameters", []) or []:
+            source = param.get("valueFrom", {}).get("parameter")
+            if source:
+                scope = {
+                    f"tasks.{t}.outputs.parameters.{k}": v
+                    for t, outs in done.items()
+                    for k, v in outs.items()
+                }
+                outputs[param["name"]] = self._sub(source, scope)
+        return outputs
+
+    def _container(self, template: Mapping[str, Any], inputs: Mapping[str, str]) -> dict[str, str]:
+        retries = int((template.get("retryStrategy") or {}).get("limit", 0) or 0)
+        for attempt in range(retries + 1):
+            scope = {
+                **self._global(),
+                **{f"inputs.parameters.{k}": v for k, v in inputs.items()},
+                "retries": str(attempt),
+            }
+            container = template["container"]
+            command = [self._sub(part, scope) for part in container["command"]]
+            assert command[:2] == ["bash", "-c"], command[:2]
+            pod = f"{self.name}-{template['name']}-{uuid.uuid4().hex[:5]}"
+            entries = [
+                {**e, "value": self._sub(str(e["value"]), scope)}
+                if e.get("value") is not None
+                else e
+                for e in container.get("env") or []
+            ]
+            env = kubelet_env(
+                entries,
+                {
+                    "metadata.name": pod,
+                    "metadata.namespace": "default",
+                    "metadata.uid": str(uuid.uuid4()),
+                    "spec.serviceAccountName": "default",
+                    "status.hostIP": self.node_ip,
+                },
+            )
+            run = run_container(
+                template["name"], command[2], env, self.python, self.root, self.platform_env
+            )
+            self.containers.append(run)
+            if run.returncode == 0:
+                return {
+                    p["name"]: run.outputs.get(Path(p["valueFrom"]["path"]).name, "")
+                    for p in (template.get("outputs") or {}).get("parameters", []) or []
+                    if "path" in p.get("valueFrom", {})
+                }
+        self.failed = True
+        return {}
+
+
+def _depends(task: Mapping[str, Any]) -> list[str]:
+    expression = str(task.get("depends") or "")
+    return [part.split(".")[0] for part in re.split(r"\s*&&\s*|\s*\|\|\s*", expression) if part]
+
+
+# --- Compiling, as a user's machine does ------------------------------------------------------
+
+
+def compile_flow(
+    python: Path,
+    flow: Path,
+    workdir: Path,
+    args: list[str],
+    env: Mapping[str, str],
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """``python flow.py ARGS`` in ``workdir`` (the flow copied there alone, so the code package
+    holds only it), with only ``env`` and the basics of a shell."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = workdir / flow.name
+    shutil.copy(flow, target)
+    basics = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+    return subprocess.run(
+        [str(python), flow.name, *args],
+        cwd=workdir,
+        env={**basics, "USER": "tester", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def aws_batch_env(moto_endpoint: str) -> dict[str, str]:
+    """A moto account ready for `step-functions create` and `@batch`: an IAM role, a VPC, a
+    Fargate compute environment and its job queue, and a DynamoDB table name; returns the
+    Metaflow settings that name them."""
+    import boto3
+
+    def client(name: str) -> Any:
+        return boto3.client(
+            name,
+            endpoint_url=moto_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    iam, ec2, batch = client("iam"), client("ec2"), client("batch")
+    try:
+        role = iam.get_role(RoleName="mf-batch")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+        role = iam.create_role(RoleName="mf-batch", AssumeRolePolicyDocument=policy)["Role"]["Arn"]
+    queues = batch.describe_job_queues(jobQueues=["mf-queue"])["jobQueues"]
+    if not queues:
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="mf", Description="mf", VpcId=vpc)["GroupId"]
+        environment = batch.create_compute_environment(
+            computeEnvironmentName="mf-fargate",
+            type="MANAGED",
+            serviceRole=role,
+            computeResources={
+                "type": "FARGATE",
+                "maxvCpus": 4,
+                "subnets": [subnet],
+                "securityGroupIds": [group],
+            },
+        )["computeEnvironmentArn"]
+        batch.create_job_queue(
+            jobQueueName="mf-queue",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+        )
+    return {
+        "METAFLOW_BATCH_JOB_QUEUE": "mf-queue",
+        "METAFLOW_ECS_S3_ACCESS_IAM_ROLE": role,
+        "METAFLOW_ECS_FARGATE_EXECUTION_ROLE": role,
+        "METAFLOW_SFN_IAM_ROLE": role,
+        "METAFLOW_SFN_DYNAMO_DB_TABLE": "mf-sfn",
+    }
