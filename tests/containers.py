@@ -9,8 +9,9 @@ package, as on a stock image.
 
 What is emulated, and how:
 
-- The container's private filesystem: a mount namespace per container (``unshare``) with its
-  own working directory, ``/mnt/out`` (Argo's output parameters) and ``/tmp``.
+- The container itself: mount and PID namespaces per container (``unshare``): its own
+  working directory, ``/mnt/out`` (Argo's output parameters) and ``/tmp``; when its command
+  ends, every process it left ends too.
 - Kubernetes' env: the downward-API fields (``status.hostIP`` is 127.0.0.1, where the test's
   receivers listen) and ``$(VAR)`` references, expanded as the kubelet expands them (only
   variables defined earlier in the list; ``$$`` is ``$``).
@@ -198,7 +199,10 @@ def namespaces_missing() -> str | None:
 
 
 def _unshare() -> list[str]:
-    return ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    # A PID namespace too: when the container's command ends, the kernel ends every process
+    # it left (an agent still sending, say), as a container runtime does.
+    own = ["unshare", "--mount", "--pid", "--fork", "--mount-proc"]
+    return own + ([] if os.geteuid() == 0 else ["--map-root-user"])
 
 
 def run_container(

@@ -36,7 +36,7 @@ def _files(
     ledger = delivered_dir(state_dir)
     for folder, _, names in os.walk(ledger):
         for name in names:
-            if name.endswith(".uids"):
+            if name.endswith(".uids") or name == "trace":
                 path = os.path.join(folder, name)
                 rel = os.path.relpath(path, ledger).replace(os.sep, "/")
                 yield path, f"{PREFIX}/delivered/{rel}"

@@ -374,6 +374,15 @@ class _Task:
         if self.in_container:
             # In a container, Metaflow's tee writes these; the agent follows them.
             start["mflog"] = [os.environ["MFLOG_STDOUT"], os.environ["MFLOG_STDERR"]]
+        if self.run_start is not None and self.final_attempt and self.agent is not None:
+            # If this attempt is killed, the run ends with it: the agent ends the root span.
+            start["root_if_killed"] = self._root_end(failed=True)
+        if self.agent is not None:
+            from mfotel.logs._ledger import note_run_trace
+
+            note_run_trace(
+                paths.delivered_dir(self.state_dir), flow_name, run_id, self.context.trace_id
+            )
         self.scope.send("start", start)
         self.current = self.context
         inject(self.context, self.baggage, _propagators(), os.environ)
@@ -414,7 +423,7 @@ class _Task:
         if self.run_start is not None and (
             (self.name == "end" and not _failed(exc)) or (_failed(exc) and self.final_attempt)
         ):
-            self._root_span(exc)
+            self.scope.client.send(self._root_end(_failed(exc)))
         self.scope.send("run_end", {})
         self.scope.client.close(timeout_s=1.0)
         state = _wait_for_agent(self.agent, self.shutdown_s + 1.0)
@@ -431,30 +440,35 @@ class _Task:
         if self.storage is not None and state != "sending":
             self._hand_off()
 
-    def _root_span(self, exc: BaseException | None) -> None:
-        """The run's root span, made by the task that ends the run: the ``end`` step, or an
-        attempt that fails with no retry left. Its ids derive from the run, as every task's
-        parent does; it starts when the scheduler says the run started."""
+    def _root_end(self, failed: bool) -> dict[str, Any]:
+        """The ``end`` message of the run's root span, made by the task that ends the run: the
+        ``end`` step, or an attempt that fails with no retry left. Its ids derive from the
+        run, as every task's parent does; it starts when the scheduler says the run started."""
         assert self.run_start is not None
-        start_ns = _parse_time(self.run_start) or self.start_ns
         root = root_context(self.flow_name, self.run_id)
-        ctx = {
-            "tid": root.trace_id.hex(),
+        body: dict[str, Any] = {
+            "t": "end",
+            "ctx": {
+                "tid": root.trace_id.hex(),
+                "sid": root.span_id.hex(),
+                "res": self.scope.ctx["res"],
+            },
             "sid": root.span_id.hex(),
-            "res": self.scope.ctx["res"],
-        }
-        _Scope(self.scope.client, root, ctx).span_end(
-            f"RUN {self.flow_name}",
-            root,
-            b"",
-            start_ns,
-            None,
-            kind=SPAN_KIND_SERVER,
-            attrs={
-                "cicd.pipeline.result": "failure" if _failed(exc) else "success",
+            "psid": "",
+            "name": f"RUN {self.flow_name}",
+            "kind": SPAN_KIND_SERVER,
+            "start_ns": _parse_time(self.run_start) or self.start_ns,
+            "end_ns": time.time_ns(),
+            "sampled": root.sampled,
+            "attrs": {
+                "cicd.pipeline.result": "failure" if failed else "success",
                 "metaflow.run.ended_by": self.pathspec,
             },
-        )
+        }
+        if failed:
+            body["status"] = 2
+            body["msg"] = f"{self.pathspec} failed"
+        return body
 
     def _hand_off(self) -> None:
         """What the container would lose (spool, ledger) goes to the datastore."""

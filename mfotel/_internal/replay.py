@@ -17,6 +17,7 @@ from mfotel._internal.otlp.transport import Transport, make_transport
 from mfotel._internal.paths import delivered_dir, state_dir
 from mfotel._internal.paths import spool_dir as default_spool_dir
 from mfotel.logs import _ledger
+from mfotel.logs._stores import LogStore
 
 SEND_TIMEOUT_S = 30.0
 
@@ -125,3 +126,63 @@ def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResul
     else:
         result.summary = f"mfotel replay: sent {sent_text} from {folder}"
     return result
+
+
+def replay_from_store(store: LogStore, environ: Mapping[str, str]) -> ReplayResult:
+    """``mfotel replay --datastore …``: send what containers handed to the datastore
+    (``.mfotel/spool/``, see :mod:`mfotel._internal.handoff`); an object is deleted once its
+    request was accepted, and the ids of the lines sent join the run's ledger there."""
+    import tempfile
+    import time
+
+    from mfotel._internal.handoff import PREFIX, SPOOL_FOLDERS
+
+    prefix = f"{PREFIX}/spool/"
+    with tempfile.TemporaryDirectory(prefix="mfotel-replay-") as work:
+        folder = os.path.join(work, "spool")
+        origin: dict[str, str] = {}
+        for info in store.list(prefix):
+            parts = info.key[len(prefix) :].split("/")
+            if len(parts) < 2 or parts[-2] not in SPOOL_FOLDERS or parts[-1].startswith("."):
+                continue
+            local = os.path.join(folder, parts[-2], parts[-1])
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "wb") as handle:
+                for chunk in store.read(info.key, 0):
+                    handle.write(chunk)
+            origin[local] = info.key
+        if not origin:
+            return ReplayResult(True, f"mfotel replay: nothing to send in {store.url(prefix)}")
+        state = os.path.join(work, "state")
+        result = replay({**environ, "MFOTEL_STATE_DIR": state}, folder)
+        for local, key in origin.items():
+            if not os.path.exists(local):
+                store.delete(key)
+        stamp = time.time_ns()
+        # Requests made here from inbox messages that could not be sent go back, too.
+        for signal in SPOOL_FOLDERS:
+            sub = os.path.join(folder, signal)
+            for name in sorted(os.listdir(sub)) if os.path.isdir(sub) else ():
+                local = os.path.join(sub, name)
+                if local not in origin and name.endswith(".pb") and not name.startswith("."):
+                    with open(local, "rb") as handle:
+                        store.write(f"{prefix}replayed/{stamp}/{signal}/{name}", handle.read())
+        ledger = delivered_dir(state)
+        local_ledger = delivered_dir(state_dir(environ))
+        for current, _, names in os.walk(ledger):
+            for name in names:
+                path = os.path.join(current, name)
+                rel = os.path.relpath(path, ledger).replace(os.sep, "/")
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                attempt = name.split(".", 1)[0]
+                remote = rel[: -len(name)] + f"{attempt}.replay-{stamp}.uids"
+                store.write(f"{_ledger.REMOTE_PREFIX}/{remote}", data)
+                pathspec = rel[: -len(name) - 1]
+                entries = [(pathspec, int(attempt), uid.decode()) for uid in data.split() if uid]
+                _ledger.record(local_ledger, entries)
+        result.summary = result.summary.replace(f" from {folder}", f" from {store.url(prefix)}")
+        result.summary = result.summary.replace(
+            f" stay in {folder}", f" stay in {store.url(prefix)}"
+        )
+        return result

@@ -37,7 +37,7 @@ from mfotel.logs._checkpoint import Checkpoints
 from mfotel.logs._layout import LogFile, Pathspec, find_logs
 from mfotel.logs._mflog import parse, uuid_text
 from mfotel.logs._records import body_and_severity
-from mfotel.logs._stores import LogStore, StoreError
+from mfotel.logs._stores import LocalStore, LogStore, StoreError
 from mfotel.traces._ids import attempt_span_id, root_context
 
 BATCH_RECORDS = 2000
@@ -102,6 +102,8 @@ class _Run:
     run: str
     resource: Mapping[str, Any]
     trace_id: bytes  # b"" when the records are not correlated
+    # Line ids its containers' collectors accepted, from the datastore (see handoff).
+    delivered: Mapping[tuple[str, int], set[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,12 +195,16 @@ class Backfill:
         known = self._runs.get((flow, run_id))
         if known is not None:
             return known
+        delivered: Mapping[tuple[str, int], set[str]] = {}
+        noted: bytes | None = None
+        if not isinstance(self.store, LocalStore):  # a local one's is the local ledger itself
+            delivered, noted = _ledger.load_remote(self.store, flow, run_id)
         trace_id = b""
         if self.trace == "derived":
             trace_id = root_context(flow, run_id).trace_id
         elif self.trace == "auto":
-            trace_id = _ledger.run_trace(self.ledger_dir, flow, run_id) or b""
-        run = _Run(flow, run_id, run_resource(flow, run_id, self.environ), trace_id)
+            trace_id = _ledger.run_trace(self.ledger_dir, flow, run_id) or noted or b""
+        run = _Run(flow, run_id, run_resource(flow, run_id, self.environ), trace_id, delivered)
         self._runs[(flow, run_id)] = run
         return run
 
@@ -208,6 +214,7 @@ class Backfill:
         first = files[0]
         run = runs[(first.flow, first.run)]
         delivered = _ledger.delivered(self.ledger_dir, first.pathspec, first.attempt)
+        delivered |= run.delivered.get((first.pathspec, first.attempt), set())
         attrs = identity.task_attributes(
             first.flow, first.run, first.step, first.task, first.attempt
         )

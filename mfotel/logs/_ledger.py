@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the runtime imports this module; it needs no dataclasses
     from mfotel._internal.model import ResourceLogs
@@ -108,6 +108,40 @@ def delivered(folder: str, pathspec: str, attempt: int) -> set[str]:
             return {line.decode("utf-8", "replace") for line in handle.read().split(b"\n") if line}
     except OSError:
         return set()
+
+
+REMOTE_PREFIX = ".mfotel/delivered"
+
+
+def load_remote(
+    store: Any, flow: str, run_id: str
+) -> tuple[dict[tuple[str, int], set[str]], bytes | None]:
+    """What containers of this run handed to the datastore (see ``handoff``): the ids their
+    collectors accepted, per (task pathspec, attempt), and the run's trace id if they noted
+    one. Several files may name one attempt (the container's, a replay's): their union."""
+    found: dict[tuple[str, int], set[str]] = {}
+    trace_id: bytes | None = None
+    if not _safe((flow, run_id)):
+        return found, None
+    prefix = f"{REMOTE_PREFIX}/{flow}/{run_id}/"
+    for info in store.list(prefix):
+        rest = info.key[len(prefix) :].split("/")
+        data = b"".join(store.read(info.key, 0))
+        if rest == ["trace"]:
+            try:
+                trace_id = bytes.fromhex(data.decode("ascii").strip()) or None
+            except ValueError:
+                pass
+            continue
+        if len(rest) != 3 or not rest[2].endswith(".uids"):
+            continue
+        attempt_text = rest[2].split(".", 1)[0]
+        if not attempt_text.isdigit():
+            continue
+        key = (f"{flow}/{run_id}/{rest[0]}/{rest[1]}", int(attempt_text))
+        ids = found.setdefault(key, set())
+        ids.update(line.decode("utf-8", "replace") for line in data.split(b"\n") if line)
+    return found, trace_id
 
 
 def entries_in_request(payload: bytes) -> list[Entry]:

@@ -1,7 +1,9 @@
 """The one seam between the log tailers and where Metaflow keeps its logs.
 
-A store does three things: list the objects under a prefix (with their sizes), read an object
-from an offset in chunks, and stat one object. Every adapter keys objects by their path below
+A store lists the objects under a prefix (with their sizes), reads an object from an offset
+in chunks, and stats one object; for the kit's own objects beside Metaflow's (``.mfotel/``:
+the spool and ledger containers hand off, see ``mfotel._internal.handoff``) it also writes
+and deletes one. Every adapter keys objects by their path below
 the datastore root (``Flow/run/step/task/0.task_stdout.log``), so everything above the seam
 is the same for the local filesystem, S3, GCS and Azure Blob.
 
@@ -51,6 +53,14 @@ class LogStore(Protocol):
 
     def url(self, key: str) -> str:
         """The object's full address, as a user would paste it (``s3://bucket/…``)."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Create or replace the object."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; no error when it is already gone."""
         ...
 
 
@@ -131,6 +141,20 @@ class LocalStore:
     def url(self, key: str) -> str:
         return self._path(key)
 
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/"))
 
@@ -192,6 +216,18 @@ class S3Store:
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    def write(self, key: str, data: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+        except self._errors as exc:
+            raise _cloud_error("s3", self.url(key), exc, "write") from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self._errors as exc:
+            raise _cloud_error("s3", self.url(key), exc, "delete") from None
 
 
 class GCSStore:
@@ -258,6 +294,20 @@ class GCSStore:
 
     def url(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{self.prefix}{key}"
+
+    def write(self, key: str, data: bytes) -> None:
+        try:
+            self._bucket.blob(self.prefix + key).upload_from_string(data)
+        except self._errors as exc:
+            raise _cloud_error("gs", self.url(key), exc, "write") from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._bucket.blob(self.prefix + key).delete()
+        except self._not_found:
+            return
+        except self._errors as exc:
+            raise _cloud_error("gs", self.url(key), exc, "delete") from None
 
 
 class AzureStore:
@@ -330,6 +380,20 @@ class AzureStore:
     def url(self, key: str) -> str:
         return f"azure://{self.container}/{self.prefix}{key}"
 
+    def write(self, key: str, data: bytes) -> None:
+        try:
+            self._container.upload_blob(self.prefix + key, data, overwrite=True)
+        except self._errors as exc:
+            raise _cloud_error("azure", self.url(key), exc, "write") from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._container.delete_blob(self.prefix + key)
+        except self._not_found:
+            return
+        except self._errors as exc:
+            raise _cloud_error("azure", self.url(key), exc, "delete") from None
+
 
 def _code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
@@ -343,6 +407,8 @@ _HINTS = {
 }
 
 
-def _cloud_error(datastore: str, where: str, exc: BaseException) -> StoreError:
+def _cloud_error(
+    datastore: str, where: str, exc: BaseException, action: str = "read"
+) -> StoreError:
     text = " ".join(str(exc).split())[:200] or type(exc).__name__
-    return StoreError(f"cannot read {where}: {text}: {_HINTS[datastore]}")
+    return StoreError(f"cannot {action} {where}: {text}: {_HINTS[datastore]}")

@@ -109,6 +109,7 @@ class ReceivedLog(_Identity):
     trace_id: str
     span_id: str
     event_name: str
+    received_ns: int = 0  # when this receiver got it (wall clock), for latency checks
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,7 @@ def _decode_spans(message: Any) -> Any:
 
 
 def _decode_logs(message: Any) -> Any:
+    received = time.time_ns()
     for resource_logs in message.resource_logs:
         resource = _attrs(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
@@ -350,6 +352,7 @@ def _decode_logs(message: Any) -> Any:
                     trace_id=r.trace_id.hex(),
                     span_id=r.span_id.hex(),
                     event_name=r.event_name,
+                    received_ns=received,
                 )
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mfotel.testing import OTLPReceiver
-from tests.conftest import FLOWS
+from tests.conftest import FLOWS, run_mfotel
 from tests.containers import ArgoWorkflow, ContainerRun, compile_flow
 from tests.emulators import MotoServer
 
@@ -34,6 +34,7 @@ class Deployment:
     run_id: str
     s3: Any
     bucket: str
+    platform: dict[str, str] = field(default_factory=dict)
 
 
 def datastore_env(moto: MotoServer, bucket: str) -> dict[str, str]:
@@ -53,6 +54,60 @@ def step_containers(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def deploy(
+    root: Path,
+    moto: MotoServer,
+    python: Path,
+    stock: Path,
+    bucket: str,
+    remote_endpoint: str,
+    receiver: OTLPReceiver,
+    **platform: str,
+) -> Deployment:
+    """Compile RemoteProbeFlow for Argo Workflows on a laptop, then run it in the cluster."""
+    compiled = compile_flow(
+        python,
+        FLOW,
+        root / "laptop",
+        ["argo-workflows", "create", "--only-json"],
+        {
+            **datastore_env(moto, bucket),
+            "MF_TRACING": "otlp",
+            "MFOTEL_REMOTE_ENDPOINT": remote_endpoint,
+            # The laptop's own collector and its secret, which no container may get.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
+            "OTEL_EXPORTER_OTLP_HEADERS": SECRET,
+            "OTEL_SERVICE_NAME": "ml-platform",
+            "MFOTEL_TAGS": "team:ml",
+        },
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    template = json.loads(compiled.stdout[compiled.stdout.index("{") :])
+    credentials = {k: v for k, v in moto.env.items() if k.startswith("AWS_")}
+    workflow = ArgoWorkflow(template, stock, root / "cluster", {**credentials, **platform})
+    containers = workflow.run()
+    return Deployment(
+        template,
+        compiled.stderr,
+        workflow,
+        containers,
+        receiver,
+        f"argo-{workflow.name}",
+        moto.client(),
+        bucket,
+        {
+            **credentials,
+            "METAFLOW_S3_ENDPOINT_URL": moto.endpoint,
+            "AWS_ENDPOINT_URL": moto.endpoint,
+        },
+    )
+
+
+def node_endpoint(receiver: OTLPReceiver) -> str:
+    """Where a collector DaemonSet listens on each node: the pod's node IP, from Kubernetes."""
+    return f"http://$(METAFLOW_KUBERNETES_NODE_IP):{receiver.http_endpoint.rsplit(':', 1)[1]}"
+
+
 @pytest.fixture(scope="module")
 def deployment(
     tmp_path_factory: pytest.TempPathFactory,
@@ -63,46 +118,17 @@ def deployment(
     bucket = moto_server.make_bucket("argo-deploy")
     root = tmp_path_factory.mktemp("argo")
     with OTLPReceiver(grpc=False, http=True) as receiver:
-        port = receiver.http_endpoint.rsplit(":", 1)[1]
-        compiled = compile_flow(
+        done = deploy(
+            root,
+            moto_server,
             user_env,
-            FLOW,
-            root / "laptop",
-            ["argo-workflows", "create", "--only-json"],
-            {
-                **datastore_env(moto_server, bucket),
-                "MF_TRACING": "otlp",
-                # Where a collector DaemonSet listens on each node: the pod's node IP.
-                "MFOTEL_REMOTE_ENDPOINT": f"http://$(METAFLOW_KUBERNETES_NODE_IP):{port}",
-                # The laptop's own collector and its secret, which no container may get.
-                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
-                "OTEL_EXPORTER_OTLP_HEADERS": SECRET,
-                "OTEL_SERVICE_NAME": "ml-platform",
-                "MFOTEL_TAGS": "team:ml",
-            },
-        )
-        assert compiled.returncode == 0, compiled.stderr
-        text = compiled.stdout[compiled.stdout.index("{") :]
-        template = json.loads(text)
-        workflow = ArgoWorkflow(
-            template,
             stock_image_python,
-            root / "cluster",
-            {k: v for k, v in moto_server.env.items() if k.startswith("AWS_")},
-        )
-        containers = workflow.run()
-        run_id = f"argo-{workflow.name}"
-        receiver.wait_for(lambda r: any(s.name == "RUN RemoteProbeFlow" for s in r.spans()), 20)
-        yield Deployment(
-            template,
-            compiled.stderr,
-            workflow,
-            containers,
-            receiver,
-            run_id,
-            moto_server.client(),
             bucket,
+            node_endpoint(receiver),
+            receiver,
         )
+        receiver.wait_for(lambda r: any(s.name == "RUN RemoteProbeFlow" for s in r.spans()), 20)
+        yield done
 
 
 def test_every_step_container_gets_the_settings_and_no_secret(deployment: Deployment) -> None:
@@ -199,3 +225,177 @@ def test_metrics_and_events_arrive_with_the_real_runtime(deployment: Deployment)
         assert span.resource["k8s.pod.name"].startswith(deployment.workflow.name)
         assert span.resource["k8s.namespace.name"] == "default"
         assert "team:ml" in span.resource["metaflow.tags"]
+
+
+def backfill(deployment: Deployment, endpoint: str) -> str:
+    """`mfotel backfill` of the deployment's run from the datastore; its summary line."""
+    done = run_mfotel(
+        "backfill",
+        f"RemoteProbeFlow/{deployment.run_id}",
+        "--datastore",
+        "s3",
+        "--datastore-root",
+        f"s3://{deployment.bucket}/metaflow",
+        "--no-progress",
+        env={
+            **{k: v for k, v in deployment.platform.items()},
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "MFOTEL_STATE_DIR": str(deployment.workflow.root / "laptop-state"),
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def persisted_uids(deployment: Deployment) -> dict[str, str]:
+    """Every line of the run's task logs in the datastore: id -> text."""
+    from metaflow.mflog.mflog import parse
+
+    s3, bucket = deployment.s3, deployment.bucket
+    prefix = f"metaflow/RemoteProbeFlow/{deployment.run_id}/"
+    found: dict[str, str] = {}
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        if item["Key"].endswith(("task_stdout.log", "task_stderr.log")):
+            for raw in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().splitlines():
+                line = parse(raw)
+                assert line is not None, raw
+                found[line.id.decode()] = line.msg.decode()
+    return found
+
+
+@pytest.fixture(scope="module")
+def killed(
+    tmp_path_factory: pytest.TempPathFactory,
+    moto_server: MotoServer,
+    user_env: Path,
+    stock_image_python: Path,
+) -> Iterator[Deployment]:
+    """The join step's task is SIGKILLed mid-step (as the OOM killer does), no retry left."""
+    bucket = moto_server.make_bucket("argo-killed")
+    root = tmp_path_factory.mktemp("argo-killed")
+    with OTLPReceiver(grpc=False, http=True) as receiver:
+        done = deploy(
+            root,
+            moto_server,
+            user_env,
+            stock_image_python,
+            bucket,
+            node_endpoint(receiver),
+            receiver,
+            REMOTE_PROBE_KILL="join",
+        )
+        receiver.wait_for(lambda r: any(s.name == "RUN RemoteProbeFlow" for s in r.spans()), 20)
+        yield done
+
+
+def test_a_killed_task_fails_its_step_and_nothing_else(killed: Deployment) -> None:
+    """The killed task's container exits as Metaflow's wrapper makes it (the task's 137), the
+    workflow stops there, and no container says more than one mfotel line."""
+    names = [(c.name, c.returncode) for c in killed.containers]
+    assert names[:3] == [("start", 0), ("fan", 0), ("fan", 0)], names
+    assert names[3][0] == "join" and names[3][1] == 137, names
+    assert len(names) == 4, names
+    for container in killed.containers:
+        assert container.output.count("mfotel:") <= 1, container.output
+
+
+def test_a_killed_tasks_lines_arrive_live(killed: Deployment) -> None:
+    """What the task printed before it was killed arrived while it ran, within 2 s of being
+    printed, and its span ends in error; the run's root span says the run failed."""
+    records = {r.body: r for r in killed.receiver.logs() if r.attributes.get("log.record.uid")}
+    for i in range(10):
+        record = records[f"before kill {i}"]
+        assert record.received_ns - record.time_ns < 2 * 10**9, record
+    assert "last words" in records
+    spans = killed.receiver.spans()
+    (join,) = [s for s in spans if s.name == "join"]
+    assert join.status_code == 2 and "killed" in join.status_message, join
+    (root,) = [s for s in spans if s.name == "RUN RemoteProbeFlow"]
+    assert root.attributes["cicd.pipeline.result"] == "failure"
+    assert join.parent_span_id == root.span_id
+
+
+def test_backfill_after_a_kill_sends_each_line_once(killed: Deployment) -> None:
+    """The containers handed their ledgers to the datastore: a backfill of the run skips every
+    line that arrived live, so live and backfill together give each persisted line once."""
+    persisted = persisted_uids(killed)
+    live = {
+        r.attributes["log.record.uid"]
+        for r in killed.receiver.logs()
+        if r.attributes.get("log.record.uid")
+    }
+    assert live <= set(persisted), sorted(live - set(persisted))[:5]
+    with OTLPReceiver(grpc=False, http=True) as later:
+        summary = backfill(killed, later.http_endpoint)
+        sent = {r.attributes["log.record.uid"] for r in later.logs()}
+    assert not sent & live, summary
+    assert sent | live == set(persisted), summary
+    assert f"{len(live)} line(s) already delivered live" in summary, summary
+
+
+@pytest.fixture(scope="module")
+def unreachable(
+    tmp_path_factory: pytest.TempPathFactory,
+    moto_server: MotoServer,
+    user_env: Path,
+    stock_image_python: Path,
+) -> Iterator[Deployment]:
+    """No collector answers at the remote endpoint."""
+    from mfotel.testing._collector import free_port
+
+    bucket = moto_server.make_bucket("argo-unreachable")
+    root = tmp_path_factory.mktemp("argo-unreachable")
+    with OTLPReceiver(grpc=False, http=True) as receiver:  # hears nothing: nobody sends here
+        yield deploy(
+            root,
+            moto_server,
+            user_env,
+            stock_image_python,
+            bucket,
+            f"http://$(METAFLOW_KUBERNETES_NODE_IP):{free_port()}",
+            receiver,
+        )
+
+
+def test_with_no_collector_the_steps_succeed_and_the_spool_goes_to_the_datastore(
+    unreachable: Deployment,
+) -> None:
+    """Every step succeeds with one warning line; each container's unsent telemetry is in the
+    datastore, and `mfotel replay --datastore s3` sends all of it, once."""
+    assert [c.returncode for c in unreachable.containers] == [0] * 5
+    for container in unreachable.containers:
+        warnings = [line for line in container.output.splitlines() if line.startswith("mfotel:")]
+        assert len(warnings) == 1, container.output
+        assert "spooled" in warnings[0], warnings
+    s3 = unreachable.s3
+    spooled = s3.list_objects_v2(Bucket=unreachable.bucket, Prefix="metaflow/.mfotel/spool/")
+    assert spooled.get("KeyCount", 0) >= 5, spooled
+    with OTLPReceiver(grpc=False, http=True) as collector:
+        env = {
+            **unreachable.platform,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
+            "MFOTEL_STATE_DIR": str(unreachable.workflow.root / "laptop-state"),
+        }
+        args = ["--datastore", "s3", "--datastore-root", f"s3://{unreachable.bucket}/metaflow"]
+        replayed = run_mfotel("replay", *args, env=env)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert "s3://" in replayed.stdout, replayed.stdout
+        again = run_mfotel("replay", *args, env=env)
+        assert "nothing to send" in again.stdout, again.stdout
+        spans = collector.spans()
+        assert sorted(s.name for s in spans if s.name in STEPS) == sorted(
+            ["start", "fan", "fan", "join", "end"]
+        )
+        assert [s.name for s in spans if s.name.startswith("RUN ")] == ["RUN RemoteProbeFlow"]
+        replayed_uids = [
+            r.attributes["log.record.uid"]
+            for r in collector.logs()
+            if r.attributes.get("log.record.uid")
+        ]
+        assert len(replayed_uids) == len(set(replayed_uids))
+        assert set(replayed_uids) == set(persisted_uids(unreachable))
+    left = s3.list_objects_v2(Bucket=unreachable.bucket, Prefix="metaflow/.mfotel/spool/")
+    assert left.get("KeyCount", 0) == 0, left
+    with OTLPReceiver(grpc=False, http=True) as later:
+        summary = backfill(unreachable, later.http_endpoint)
+        assert not later.logs(), summary

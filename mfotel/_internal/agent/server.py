@@ -92,6 +92,10 @@ class Agent:
         self.killed = not self.pipeline.run_ended
         if self.killed:
             self.sweeper.settle(SETTLE_S)
+            if self.attempt is not None and isinstance(self.attempt.get("root"), dict):
+                root = dict(self.attempt["root"])
+                root["end_ns"] = time.time_ns()
+                self.pipeline.handle(root, 0)
         self._ingest_inbox()
         for ctx, lines in self.sweeper.due(final=True, seen=self.pipeline.seen_lines):
             self.pipeline.add_persisted_lines(ctx, lines)
@@ -158,7 +162,11 @@ class Agent:
             if "mflog" in message:
                 self.sweeper.follow(message["ctx"], message["mflog"])
                 if self.attempt is None and isinstance(message.get("ds"), list):
-                    self.attempt = {"ctx": message["ctx"], "ds": message["ds"]}
+                    self.attempt = {
+                        "ctx": message["ctx"],
+                        "ds": message["ds"],
+                        "root": message.get("root_if_killed"),
+                    }
         elif kind == "logs_closed" or (kind == "end" and message.get("tee") is False):
             self.sweeper.schedule(message["ctx"])
 
