@@ -9,9 +9,10 @@ package, as on a stock image.
 
 What is emulated, and how:
 
-- The container itself: mount and PID namespaces per container (``unshare``): its own
-  working directory, ``/mnt/out`` (Argo's output parameters) and ``/tmp``; when its command
-  ends, every process it left ends too.
+- The container itself: mount and PID namespaces per container (``unshare``), with a
+  copy-on-write view of this machine's root as its image, a fresh ``/tmp``, its own working
+  directory and ``/mnt/out`` (Argo's output parameters); when its command ends, every
+  process it left ends too.
 - Kubernetes' env: the downward-API fields (``status.hostIP`` is 127.0.0.1, where the test's
   receivers listen) and ``$(VAR)`` references, expanded as the kubelet expands them (only
   variables defined earlier in the list; ``$$`` is ``$``).
@@ -29,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -178,24 +180,48 @@ def _expand_defined(value: str, defined: Mapping[str, str]) -> str:
     return _K8S_REF.sub(one, value)
 
 
-# The container's own filesystem, as a mount namespace gives it: its working directory at
-# /mnt/work, Argo's /mnt/out, and a /tmp of its own (Metaflow writes /mnt/out and
-# /tmp/mf-input-paths by those names, and mfotel puts its agent's socket in /tmp).
-_ENTER = (
-    "mount -t tmpfs none /mnt && mkdir /mnt/work /mnt/out "
-    '&& mount --bind "$1" /mnt/work && mount --bind "$2" /mnt/out && mount --bind "$3" /tmp '
-    '&& cd /mnt/work && exec bash -c "$4"'
-)
+# The container's own filesystem, as an image gives it: a copy-on-write view of this machine's
+# root (writes stay in the container: /airflow/xcom, /tmp/mf-input-paths, /mnt/out, mfotel's
+# socket folder), a fresh /tmp, and two host folders the tests read afterwards, at /mnt/work
+# (the working directory) and /mnt/out (Argo's output parameters).
+_ENTER = """set -e
+mount -t tmpfs none /mnt
+mkdir /mnt/upper /mnt/ovwork /mnt/root
+mount -t overlay overlay -o lowerdir=/,upperdir=/mnt/upper,workdir=/mnt/ovwork /mnt/root
+for d in proc dev sys; do mount --rbind /$d /mnt/root/$d; done
+mount -t tmpfs none /mnt/root/tmp
+mkdir -p /mnt/root/mnt/work /mnt/root/mnt/out
+mount --bind "$2" /mnt/root/mnt/work
+mount --bind "$3" /mnt/root/mnt/out
+cd /
+exec "$1" /mnt/root bash -c 'cd /mnt/work && exec bash -c "$0"' "$4"
+"""
 
 
 def namespaces_missing() -> str | None:
     """Why containers cannot be emulated here, or None."""
     if shutil.which("unshare") is None:
         return "needs unshare (util-linux) to give each emulated container its own mounts"
-    probe = subprocess.run([*_unshare(), "true"], capture_output=True, text=True, timeout=30)
+    if shutil.which("chroot", path=_SBIN) is None:
+        return "needs chroot (coreutils) to give each emulated container its own root"
+    with tempfile.TemporaryDirectory() as folder:
+        probe = subprocess.run(
+            [*_unshare(), "bash", "-c", _ENTER, "enter", _chroot(), folder, folder, "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     if probe.returncode != 0:
-        return f"needs mount namespaces (unshare --mount): {probe.stderr.strip()}"
+        lines = probe.stderr.strip().splitlines() or ["it failed"]
+        return f"needs mount and PID namespaces and overlayfs (unshare --mount --pid): {lines[-1]}"
     return None
+
+
+_SBIN = "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+
+
+def _chroot() -> str:
+    return shutil.which("chroot", path=_SBIN) or "chroot"
 
 
 def _unshare() -> list[str]:
@@ -218,21 +244,19 @@ def run_container(
     and ``/tmp``, the image's ``python`` first on PATH, the container's ``env`` and the
     platform's credentials."""
     base = root / f"{name}-{uuid.uuid4().hex[:8]}"
-    workdir, out, tmp = base / "work", base / "mnt-out", base / "tmp"
-    for folder in (workdir, out, tmp):
+    workdir, out = base / "work", base / "mnt-out"
+    for folder in (workdir, out):
         folder.mkdir(parents=True)
-    home = tmp / "home"
-    home.mkdir()
     full_env = {
         "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp/home",
+        "HOME": "/tmp",
         "LANG": "C.UTF-8",
         "METAFLOW_SKIP_INSTALL_DEPENDENCIES": "1",  # the image has boto3 and requests
         **platform_env,
         **env,
     }
     done = subprocess.run(
-        [*_unshare(), "bash", "-c", _ENTER, "enter", str(workdir), str(out), str(tmp), script],
+        [*_unshare(), "bash", "-c", _ENTER, "enter", _chroot(), str(workdir), str(out), script],
         env=full_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -466,3 +490,176 @@ def aws_batch_env(moto_endpoint: str) -> dict[str, str]:
         "METAFLOW_SFN_IAM_ROLE": role,
         "METAFLOW_SFN_DYNAMO_DB_TABLE": "mf-sfn",
     }
+
+
+# --- AWS Step Functions (on AWS Batch) --------------------------------------------------------
+
+_PARAMETER = re.compile(r"^\$\.Parameters\.\['([^']+)'\]$")
+
+
+class EcsMetadata:
+    """The ECS task metadata endpoint v4 that every Batch job's container can ask (AWS's
+    documented JSON shapes: the container at ``/v4/<id>``, its task at ``/v4/<id>/task``),
+    on loopback. Use as a context manager; ``uri(job_id)`` is a job's
+    ``ECS_CONTAINER_METADATA_URI_V4``."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                parts = self.path.strip("/").split("/")
+                if len(parts) < 2 or parts[0] != "v4":
+                    self.send_error(404)
+                    return
+                body = outer.task(parts[1]) if parts[2:] == ["task"] else outer.container(parts[1])
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> EcsMetadata:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def uri(self, job_id: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v4/{job_id}"
+
+    @staticmethod
+    def container(job_id: str) -> dict[str, Any]:
+        import hashlib
+
+        return {
+            "DockerId": hashlib.sha256(job_id.encode()).hexdigest(),
+            "Name": "default",
+            "LogDriver": "awslogs",
+            "LogOptions": {
+                "awslogs-group": "/aws/batch/job",
+                "awslogs-region": "us-east-1",
+                "awslogs-stream": f"metaflow/default/{job_id.replace('-', '')}",
+            },
+        }
+
+    @staticmethod
+    def task(job_id: str) -> dict[str, Any]:
+        return {
+            "Cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/mf-fargate",
+            "TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/mf-fargate/"
+            + job_id.replace("-", ""),
+            "AvailabilityZone": "us-east-1a",
+            "LaunchType": "FARGATE",
+        }
+
+
+@dataclass
+class StepFunctionsExecution:
+    """Runs a state machine's Batch tasks in order, as Step Functions and Batch would: the
+    job definition's environment under the state's container overrides, context and state
+    paths (``Value.$``) resolved, AWS Batch's own variables set. Linear flows only."""
+
+    definition: Mapping[str, Any]
+    job_environment: Mapping[str, Mapping[str, str]]  # job definition ARN -> its environment
+    python: Path
+    root: Path
+    platform_env: Mapping[str, str]
+    metadata: EcsMetadata
+    name: str = field(default_factory=lambda: f"exec-{uuid.uuid4().hex[:8]}")
+    started: str = "2026-12-06T10:00:00.123Z"
+    containers: list[ContainerRun] = field(default_factory=list)
+
+    def run(self) -> list[ContainerRun]:
+        state_name: str | None = self.definition["StartAt"]
+        previous: dict[str, Any] = {}
+        while state_name is not None:
+            state = self.definition["States"][state_name]
+            if state["Type"] != "Task":
+                raise ArgoError(
+                    f"state {state_name} is a {state['Type']}: only Task states run here"
+                )
+            parameters = state["Parameters"]
+            job_id = str(uuid.uuid4())
+            env = dict(self.job_environment.get(parameters["JobDefinition"], {}))
+            for entry in parameters["ContainerOverrides"]["Environment"]:
+                env[entry["Name"]] = (
+                    entry["Value"] if "Value" in entry else self._path(entry["Value.$"], previous)
+                )
+            env.update(
+                AWS_BATCH_JOB_ID=job_id,
+                AWS_BATCH_JOB_ATTEMPT="1",
+                AWS_BATCH_JQ_NAME=str(parameters["JobQueue"]),
+                AWS_BATCH_CE_NAME="mf-fargate",
+                AWS_EXECUTION_ENV="AWS_ECS_FARGATE",
+                ECS_CONTAINER_METADATA_URI_V4=self.metadata.uri(job_id),
+                AWS_EC2_METADATA_DISABLED="true",
+            )
+            command = parameters["ContainerOverrides"]["Command"]
+            assert command[:2] == ["bash", "-c"], command[:2]
+            run = run_container(
+                state_name, command[2], env, self.python, self.root, self.platform_env
+            )
+            self.containers.append(run)
+            if run.returncode != 0:
+                return self.containers
+            resolved = {
+                key[:-2] if key.endswith(".$") else key: (
+                    self._path(value, previous) if key.endswith(".$") else value
+                )
+                for key, value in parameters["Parameters"].items()
+            }
+            previous = {"JobId": job_id, "Parameters": resolved}
+            state_name = None if state.get("End") else state.get("Next")
+        return self.containers
+
+    def _path(self, path: str, previous: Mapping[str, Any]) -> str:
+        if path == "$$.Execution.Name":
+            return self.name
+        if path == "$$.Execution.StartTime":
+            return self.started
+        if path == "$.JobId":
+            return str(previous["JobId"])
+        match = _PARAMETER.match(path)
+        if match:
+            return str(previous["Parameters"][match.group(1)])
+        raise ArgoError(f"no value for the path {path!r} in this emulation")
+
+
+def job_environments(
+    moto_endpoint: str, definition: Mapping[str, Any]
+) -> dict[str, dict[str, str]]:
+    """The environment of every Batch job definition the state machine names, from moto."""
+    import boto3
+
+    batch = boto3.client(
+        "batch",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arns = sorted(
+        {
+            s["Parameters"]["JobDefinition"]
+            for s in definition["States"].values()
+            if s["Type"] == "Task"
+        }
+    )
+    found: dict[str, dict[str, str]] = {}
+    for item in batch.describe_job_definitions(jobDefinitions=arns)["jobDefinitions"]:
+        env = item.get("containerProperties", {}).get("environment", [])
+        found[item["jobDefinitionArn"]] = {e["name"]: e["value"] for e in env}
+    return found

@@ -46,7 +46,8 @@ def test_a_line_arrives_within_two_seconds_while_its_task_runs(
     assert any(r.body == "late line" for r in receiver.logs())
 
 
-def _agent_pids() -> list[int]:
+def _agent_pids(parent: int) -> list[int]:
+    """The agents ``parent`` started (other tests' agents may be running meanwhile)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -54,7 +55,10 @@ def _agent_pids() -> list[int]:
                 cmdline = Path("/proc", entry, "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"mfotel._internal.agent" in cmdline and b"--socket" in cmdline:
+            args = cmdline.split(b"\0")
+            if b"--socket" not in args or b"--parent-pid" not in args:
+                continue
+            if args[args.index(b"--parent-pid") + 1] == str(parent).encode():
                 pids.append(int(entry))
     return pids
 
@@ -71,7 +75,6 @@ def test_an_exporter_killed_mid_run_hurts_nothing_and_replay_recovers(
             receiver, SLOWFLOW_STOP=str(stop), SLOWFLOW_SECONDS="60", MFOTEL_SPOOL_DIR=str(spool)
         ),
     )
-    before = set(_agent_pids())
     flow = subprocess.Popen(
         [sys.executable, str(FLOWS / "slow_flow.py"), "run"],
         cwd=tmp_path,
@@ -82,7 +85,7 @@ def test_an_exporter_killed_mid_run_hurts_nothing_and_replay_recovers(
     )
     try:
         assert receiver.wait_for(lambda rx: any(r.body == "early line" for r in rx.logs()), 60)
-        (agent,) = set(_agent_pids()) - before
+        (agent,) = _agent_pids(flow.pid)
         os.kill(agent, signal.SIGKILL)
     finally:
         stop.write_text("stop")
