@@ -753,3 +753,190 @@ class AirflowDagRun:
             if run.returncode != 0:
                 break
         return self.containers
+
+
+# --- Kubernetes API (for @kubernetes from a laptop) -------------------------------------------
+
+
+class KubernetesApi:
+    """The part of a Kubernetes API server that Metaflow's ``kubernetes step`` uses (create,
+    read, patch and delete a batch/v1 Job; list its pods), on loopback, which runs each Job's
+    pod as :func:`run_container` does and reports its state as the API would. ``jobs`` keeps
+    every Job body as Metaflow sent it; ``kubeconfig(path)`` writes a kubeconfig for it."""
+
+    def __init__(
+        self, python: Path, root: Path, platform_env: Mapping[str, str], node_ip: str = "127.0.0.1"
+    ) -> None:
+        import http.server
+        import threading
+
+        self.python, self.root, self.platform_env, self.node_ip = (
+            python,
+            root,
+            platform_env,
+            node_ip,
+        )
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.containers: list[ContainerRun] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"{}")
+
+            def do_POST(self) -> None:
+                match = re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs", self.path)
+                if not match:
+                    self._reply(404, {"kind": "Status", "code": 404, "message": self.path})
+                    return
+                self._reply(201, outer._create(match.group(1), self._body()))
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                job = re.fullmatch(r"/apis/batch/v1/namespaces/[^/]+/jobs/([^/]+)", path)
+                if job and job.group(1) in outer.jobs:
+                    with outer._lock:
+                        self._reply(200, outer.jobs[job.group(1)])
+                    return
+                if re.fullmatch(r"/api/v1/namespaces/[^/]+/pods", path):
+                    from urllib.parse import parse_qs
+
+                    selector = parse_qs(query).get("labelSelector", [""])[0]
+                    name = selector.partition("job-name=")[2]
+                    with outer._lock:
+                        items = [outer.pods[name]] if name in outer.pods else []
+                        self._reply(200, {"kind": "PodList", "apiVersion": "v1", "items": items})
+                    return
+                self._reply(404, {"kind": "Status", "code": 404, "message": self.path})
+
+            def do_PATCH(self) -> None:
+                self.do_GET()
+
+            def do_DELETE(self) -> None:
+                self.do_GET()
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._runs: list[threading.Thread] = []
+
+    def __enter__(self) -> KubernetesApi:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for run in self._runs:
+            run.join(300)
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def kubeconfig(self, path: Path) -> Path:
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "emu", "cluster": {"server": self.endpoint}}],
+                    "users": [{"name": "emu", "user": {"token": "emulator"}}],
+                    "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+                    "current-context": "emu",
+                }
+            )
+        )
+        return path
+
+    def _create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        import threading
+        import time
+
+        meta = body.setdefault("metadata", {})
+        name = meta.get("name") or (meta.get("generateName", "job-") + uuid.uuid4().hex[:5])
+        meta.update(name=name, namespace=namespace, uid=str(uuid.uuid4()))
+        body["status"] = {"active": 1}
+        pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        pod = {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": {"name": pod_name, "namespace": namespace, "labels": {"job-name": name}},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "ready": True,
+                        "restartCount": 0,
+                        "image": "stock",
+                        "imageID": "stock",
+                        "state": {"running": {"startedAt": now}},
+                    }
+                ],
+            },
+        }
+        with self._lock:
+            self.jobs[name] = body
+            self.pods[name] = pod
+        thread = threading.Thread(target=self._run_pod, args=(name, pod_name, namespace))
+        thread.start()
+        self._runs.append(thread)
+        return body
+
+    def _run_pod(self, name: str, pod_name: str, namespace: str) -> None:
+        import time
+
+        spec = self.jobs[name]["spec"]["template"]["spec"]["containers"][0]
+        command = [*(spec.get("command") or []), *(spec.get("args") or [])]
+        env = kubelet_env(
+            spec.get("env") or [],
+            {
+                "metadata.name": pod_name,
+                "metadata.namespace": namespace,
+                "metadata.uid": str(uuid.uuid4()),
+                "spec.serviceAccountName": "default",
+                "status.hostIP": self.node_ip,
+            },
+        )
+        assert command[:2] == ["bash", "-c"], command[:2]
+        run = run_container(pod_name, command[2], env, self.python, self.root, self.platform_env)
+        self.containers.append(run)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ok = run.returncode == 0
+        with self._lock:
+            self.pods[name]["status"] = {
+                "phase": "Succeeded" if ok else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "stock",
+                        "imageID": "stock",
+                        "state": {
+                            "terminated": {
+                                "exitCode": run.returncode,
+                                "reason": "Completed" if ok else "Error",
+                                "startedAt": now,
+                                "finishedAt": now,
+                            }
+                        },
+                    }
+                ],
+            }
+            self.jobs[name]["status"] = {"succeeded": 1} if ok else {"failed": 1}
