@@ -290,6 +290,7 @@ class ArgoWorkflow:
     name: str = field(default_factory=lambda: f"wf-{uuid.uuid4().hex[:6]}")
     created: str = "2026-12-06T10:00:00Z"
     node_ip: str = "127.0.0.1"
+    stop_after: str | None = None  # the name of the last container template to run
     containers: list[ContainerRun] = field(default_factory=list)
     failed: bool = False
 
@@ -398,6 +399,8 @@ class ArgoWorkflow:
                 template["name"], command[2], env, self.python, self.root, self.platform_env
             )
             self.containers.append(run)
+            if template["name"] == self.stop_after:
+                self.failed = True  # nothing runs after it
             if run.returncode == 0:
                 return {
                     p["name"]: run.outputs.get(Path(p["valueFrom"]["path"]).name, "")

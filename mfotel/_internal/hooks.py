@@ -336,6 +336,7 @@ class _Task:
             problem = apply_remote_endpoint(os.environ)
             if problem:
                 warn(f"mfotel: {problem}")
+                os.environ["MFOTEL_WARNED"] = "1"  # the agent's spooling says no more
             self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
             self.state_dir, self.spool_dir = _state_and_spool_dirs(obj)
             state_dir = self.state_dir

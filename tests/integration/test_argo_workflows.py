@@ -4,6 +4,7 @@ on a stock image with no mfotel, the code package fetched from the datastore (mo
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -367,6 +368,9 @@ def test_with_no_collector_the_steps_succeed_and_the_spool_goes_to_the_datastore
         warnings = [line for line in container.output.splitlines() if line.startswith("mfotel:")]
         assert len(warnings) == 1, container.output
         assert "spooled" in warnings[0], warnings
+        # Where it really goes: the container's own folder dies with the container.
+        assert f"s3://{unreachable.bucket}/metaflow/.mfotel/spool/" in warnings[0], warnings
+        assert "mfotel replay --datastore s3" in warnings[0], warnings
     s3 = unreachable.s3
     spooled = s3.list_objects_v2(Bucket=unreachable.bucket, Prefix="metaflow/.mfotel/spool/")
     assert spooled.get("KeyCount", 0) >= 5, spooled
@@ -399,3 +403,95 @@ def test_with_no_collector_the_steps_succeed_and_the_spool_goes_to_the_datastore
     with OTLPReceiver(grpc=False, http=True) as later:
         summary = backfill(unreachable, later.http_endpoint)
         assert not later.logs(), summary
+
+
+# --- The same template, its start step run with a changed environment or image ----------------
+
+
+def start_step(
+    deployment: Deployment,
+    python: Path,
+    root: Path,
+    **changes: str | None,
+) -> tuple[ContainerRun, ArgoWorkflow]:
+    """Run only the compiled template's start step, with env ``changes`` (None removes)."""
+    template = copy.deepcopy(deployment.template)
+    for item in template["spec"]["templates"]:
+        if "container" not in item:
+            continue
+        env = [e for e in item["container"]["env"] if e["name"] not in changes]
+        env += [{"name": k, "value": v} for k, v in changes.items() if v is not None]
+        item["container"]["env"] = env
+    workflow = ArgoWorkflow(template, python, root, deployment.platform, stop_after="start")
+    (run,) = workflow.run()
+    return run, workflow
+
+
+def mfotel_lines(run: ContainerRun) -> list[str]:
+    return [line for line in run.output.splitlines() if line.startswith("mfotel:")]
+
+
+def test_a_step_compiled_with_tracing_on_runs_without_it(
+    deployment: Deployment, stock_image_python: Path, tmp_path: Path
+) -> None:
+    """The container of a step compiled while tracing was on, run without MF_TRACING (an
+    operator removed it; an older deployment): the command line still names mfotel's monitor
+    and event logger, which resolve, and do nothing. The step succeeds, says nothing."""
+    run, _ = start_step(deployment, stock_image_python, tmp_path, MF_TRACING=None)
+    assert run.returncode == 0, run.output
+    assert mfotel_lines(run) == [], run.output
+    assert "start out 2" in run.output.splitlines()
+
+
+def test_an_unknown_mf_tracing_value_is_one_line(
+    deployment: Deployment, stock_image_python: Path, tmp_path: Path
+) -> None:
+    """MF_TRACING=otel in the container: one line naming the value and the fix, no telemetry,
+    the step's own result."""
+    run, _ = start_step(deployment, stock_image_python, tmp_path, MF_TRACING="otel")
+    assert run.returncode == 0, run.output
+    (line,) = mfotel_lines(run)
+    assert "MF_TRACING='otel'" in line and "set MF_TRACING=otlp" in line, line
+
+
+def test_a_malformed_remote_endpoint_is_one_line_and_nothing_is_lost(
+    deployment: Deployment, stock_image_python: Path, tmp_path: Path
+) -> None:
+    """MFOTEL_REMOTE_ENDPOINT that is no URL: one line, the step succeeds, and the attempt's
+    telemetry waits in the datastore for `mfotel replay --datastore`."""
+    s3, bucket = deployment.s3, deployment.bucket
+    before = {
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix="metaflow/.mfotel/spool/").get(
+            "Contents", []
+        )
+    }
+    run, workflow = start_step(
+        deployment, stock_image_python, tmp_path, MFOTEL_REMOTE_ENDPOINT="collector:4318:x"
+    )
+    assert run.returncode == 0, run.output
+    (line,) = mfotel_lines(run)
+    assert "collector:4318:x" in line and "spooled" in line, line
+    after = {
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix="metaflow/.mfotel/spool/").get(
+            "Contents", []
+        )
+    }
+    mine = [k for k in after - before if f"/argo-{workflow.name}/start/" in k]
+    assert any("/traces/" in k for k in mine) and any("/logs/" in k for k in mine), mine
+
+
+def test_a_remote_endpoint_naming_what_the_pod_lacks_is_one_line(
+    deployment: Deployment, stock_image_python: Path, tmp_path: Path
+) -> None:
+    """$(VAR) that the container does not define: one line naming it; the step succeeds."""
+    run, _ = start_step(
+        deployment,
+        stock_image_python,
+        tmp_path,
+        MFOTEL_REMOTE_ENDPOINT="http://$(OTEL_COLLECTOR_HOST):4318",
+    )
+    assert run.returncode == 0, run.output
+    (line,) = mfotel_lines(run)
+    assert "OTEL_COLLECTOR_HOST" in line, line

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         sink, export_s, metric_s, extra_metrics=own_counts, temporality=_temporality(warn)
     )
     agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug)
+    if exporter is not None:
+        agent.on_attempt = lambda attempt: _hint_datastore(exporter, attempt)
     # After listening: the task goes on meanwhile, its first messages wait in the socket.
     from mfotel._internal.agent.detect import detect
 
@@ -109,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         warn(f"mfotel agent: done ({time.process_time():.3f}s cpu)")
     return 0
+
+
+def _hint_datastore(exporter: Exporter, attempt: Mapping[str, Any]) -> None:
+    """A container's spool goes to the datastore when the attempt ends: say so, not the
+    container's own folder, which nobody will ever read."""
+    datastore, root = attempt["ds"]
+    if datastore != "local":
+        exporter.spool_hint = (
+            f"{str(root).rstrip('/')}/.mfotel/spool/ when the attempt ends; run "
+            f"`mfotel replay --datastore {datastore}` once a collector answers"
+        )
 
 
 def _hand_off(attempt: Mapping[str, Any], args: _Args, warn: Callable[[str], None]) -> None:

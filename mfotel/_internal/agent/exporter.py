@@ -55,7 +55,12 @@ class Exporter:
         self._transports: dict[str, Transport] = {}
         self._down_until = 0.0
         self._backoff = 1.0
-        self._warned = False
+        # A process of this task already said its one line (see hooks.warn_once).
+        self._warned = bool(self._environ.get("MFOTEL_WARNED"))
+        # Where the spool ends up and how to send it, when that is not the local folder (a
+        # container hands it to the datastore); set by the agent once it knows.
+        self.spool_hint: str | None = None
+        self._spooled = False
         self._config_errors: dict[str, str] = {}
         self._said: set[str] = set()
         self._inflight: Request | None = None
@@ -139,7 +144,7 @@ class Exporter:
             self._count(request.signal, "exported", request.records)
             if request.delivered and self._ledger_dir:
                 _ledger.record(self._ledger_dir, request.delivered)
-            if self._down_until or self._warned:
+            if self._down_until or self._spooled:
                 self._recovered()
             return
         self._down_until = time.monotonic() + self._backoff
@@ -201,12 +206,13 @@ class Exporter:
     def _to_spool(self, request: Request, reason: str | None) -> None:
         if self._spool.put(request.signal, request.payload, request.records):
             self._count(request.signal, "spooled", request.records)
+            self._spooled = True
             if not self._warned and reason is not None:
                 self._warned = True
-                self._warn(
-                    f"mfotel: telemetry is spooled to {self._spool.folder} ({reason}); "
-                    "run `mfotel replay` once a collector answers"
+                where = self.spool_hint or (
+                    f"{self._spool.folder}; run `mfotel replay` once a collector answers"
                 )
+                self._warn(f"mfotel: telemetry is spooled ({reason}) to {where}")
         else:
             self._count(request.signal, "dropped", request.records)
             if not self._warned or self._spool.dropped_records == request.records:

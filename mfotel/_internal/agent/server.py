@@ -15,6 +15,7 @@ import selectors
 import socket
 import sys
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mfotel._internal.agent.pipeline import Pipeline
@@ -71,6 +72,7 @@ class Agent:
         # The attempt an agent of a container task serves: where it ran and where it keeps
         # its logs, for when that task is killed (see hand_off in __main__).
         self.attempt: dict[str, Any] | None = None
+        self.on_attempt: Callable[[Mapping[str, Any]], None] | None = None
         self.killed = False
 
     def serve(self) -> None:
@@ -167,6 +169,8 @@ class Agent:
                         "ds": message["ds"],
                         "root": message.get("root_if_killed"),
                     }
+                    if self.on_attempt is not None:
+                        self.on_attempt(self.attempt)
         elif kind == "logs_closed" or (kind == "end" and message.get("tee") is False):
             self.sweeper.schedule(message["ctx"])
 
