@@ -15,7 +15,7 @@ import pytest
 
 from mfotel.testing import OTLPReceiver
 from tests.conftest import FLOWS, run_mfotel
-from tests.containers import ArgoWorkflow, ContainerRun, compile_flow
+from tests.containers import ArgoWorkflow, ContainerRun, KubernetesApi, compile_flow
 from tests.emulators import MotoServer
 
 pytestmark = pytest.mark.flow
@@ -66,22 +66,25 @@ def deploy(
     **platform: str,
 ) -> Deployment:
     """Compile RemoteProbeFlow for Argo Workflows on a laptop, then run it in the cluster."""
-    compiled = compile_flow(
-        python,
-        FLOW,
-        root / "laptop",
-        ["argo-workflows", "create", "--only-json"],
-        {
-            **datastore_env(moto, bucket),
-            "MF_TRACING": "otlp",
-            "MFOTEL_REMOTE_ENDPOINT": remote_endpoint,
-            # The laptop's own collector and its secret, which no container may get.
-            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
-            "OTEL_EXPORTER_OTLP_HEADERS": SECRET,
-            "OTEL_SERVICE_NAME": "ml-platform",
-            "MFOTEL_TAGS": "team:ml",
-        },
-    )
+    (root / "laptop").mkdir(parents=True, exist_ok=True)
+    with KubernetesApi(stock, root / "unused", {}) as api:  # where the laptop's kubeconfig points
+        compiled = compile_flow(
+            python,
+            FLOW,
+            root / "laptop",
+            ["argo-workflows", "create", "--only-json"],
+            {
+                **datastore_env(moto, bucket),
+                "KUBECONFIG": str(api.kubeconfig(root / "laptop" / "kubeconfig")),
+                "MF_TRACING": "otlp",
+                "MFOTEL_REMOTE_ENDPOINT": remote_endpoint,
+                # The laptop's own collector and its secret, which no container may get.
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318",
+                "OTEL_EXPORTER_OTLP_HEADERS": SECRET,
+                "OTEL_SERVICE_NAME": "ml-platform",
+                "MFOTEL_TAGS": "team:ml",
+            },
+        )
     assert compiled.returncode == 0, compiled.stderr
     template = json.loads(compiled.stdout[compiled.stdout.index("{") :])
     credentials = {k: v for k, v in moto.env.items() if k.startswith("AWS_")}
@@ -495,3 +498,47 @@ def test_a_remote_endpoint_naming_what_the_pod_lacks_is_one_line(
     assert run.returncode == 0, run.output
     (line,) = mfotel_lines(run)
     assert "OTEL_COLLECTOR_HOST" in line, line
+
+
+def stock(version: str) -> Path:
+    """A stock image's CPython of this version (pyenv's); skipped, with what to install, where
+    missing (CI counts a skip as a failure)."""
+    from tests.containers import MissingPython, stock_python
+
+    try:
+        return stock_python(version)
+    except MissingPython as err:
+        pytest.skip(str(err))
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_the_task_side_runs_on_every_supported_python(
+    version: str, deployment: Deployment, tmp_path: Path
+) -> None:
+    """The oldest and newest CPython a task image may carry: the step exports its span, its
+    lines and its metrics, from the code package's mfotel, and says nothing."""
+    with OTLPReceiver(grpc=False, http=True) as rx:
+        run, workflow = start_step(
+            deployment, stock(version), tmp_path, MFOTEL_REMOTE_ENDPOINT=rx.http_endpoint
+        )
+        assert run.returncode == 0, run.output
+        assert mfotel_lines(run) == [], run.output
+        assert rx.wait_for(lambda r: any(s.name == "start" for s in r.spans()), 20)
+        (span,) = [s for s in rx.spans() if s.name == "start"]
+        assert span.identity["metaflow.run.id"] == f"argo-{workflow.name}"
+        assert {f"start out {i}" for i in range(3)} <= {r.body for r in rx.logs()}
+        assert any(p.name == "metaflow.task.duration" for p in rx.points())
+
+
+def test_an_older_python_in_the_image_is_one_line(deployment: Deployment, tmp_path: Path) -> None:
+    """CPython 3.8 in the task's image: the step succeeds exactly as without mfotel, with one
+    line saying telemetry is off and why."""
+    with OTLPReceiver(grpc=False, http=True) as rx:
+        run, _ = start_step(
+            deployment, stock("3.8"), tmp_path, MFOTEL_REMOTE_ENDPOINT=rx.http_endpoint
+        )
+        assert run.returncode == 0, run.output
+        (line,) = mfotel_lines(run)
+        assert "needs Python >= 3.9" in line and "3.8" in line, line
+        assert "start out 2" in run.output.splitlines()
+        assert not rx.spans() and not rx.logs()
