@@ -320,6 +320,7 @@ class _Task:
         self.socket_path = os.environ.get(ENV_SOCKET) or None
         self.spool_dir = os.environ.get(ENV_SPOOL) or None
         self.agent: Any = None
+        self.debug = False
         self.in_container = _metaflow_captures(os.environ)
         self.storage: Any = None
         # A deployment's step (Argo Workflows, Step Functions, Airflow): no runtime process
@@ -343,11 +344,15 @@ class _Task:
             self.socket_path = os.path.join(
                 socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock"
             )
+            began = time.monotonic()
             self.agent = _start_agent(
                 self.socket_path, self.spool_dir, state_dir, settings.tracing_mode()
             )
             if self.agent is not None:
                 _await_socket(self.socket_path, AGENT_START_S)
+            self.debug = settings.MFOTEL_DEBUG.get_bool()
+            if self.debug:
+                warn(f"mfotel debug: the attempt's agent listened after {_ms(began)} ms")
             role = "runtime"  # the agent's owner: it stops once this process says it is done
         client = AgentClient(self.socket_path, self.spool_dir, role)
         ctx_body = {
@@ -427,7 +432,10 @@ class _Task:
             self.scope.client.send(self._root_end(_failed(exc)))
         self.scope.send("run_end", {})
         self.scope.client.close(timeout_s=1.0)
+        began = time.monotonic()
         state = _wait_for_agent(self.agent, self.shutdown_s + 1.0)
+        if self.debug:
+            warn(f"mfotel debug: the attempt's end waited {_ms(began)} ms for its agent ({state})")
         if state == "sending":
             warn(
                 "mfotel: the exporter is still sending this task's telemetry; it goes on in "
@@ -504,6 +512,10 @@ class _Task:
 _TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$"
 )
+
+
+def _ms(since: float) -> int:
+    return round((time.monotonic() - since) * 1000)
 
 
 def _parse_time(text: str) -> int | None:
