@@ -7,7 +7,7 @@ times with MF_TRACING=otlp and ROUNDS times with MF_TRACING removed from the com
 interleaved. Reported per attempt: container wall time and the CPU of every process in it
 (this script is a child subreaper, so nothing escapes the count), as medians and as ratios
 against the untraced container measured here; and, from the task's own debug lines, how long
-the agent took to listen, how long the attempt's end waited for it, and the agent's CPU.
+starting the agent took the task, how long the attempt's end waited for it, and the agent's CPU.
 
 Then one run of the whole workflow with the join step's task SIGKILLed mid-step: the lines it
 persisted, those the collector received live, and those `mfotel backfill` then sent.
@@ -116,7 +116,7 @@ def _run(rounds: int, work: Path, moto: Any) -> None:
         modes = {"off": _env(template, {"MF_TRACING": None}), "mfotel": template}
         wall: dict[str, list[float]] = {m: [] for m in modes}
         cpu: dict[str, list[float]] = {m: [] for m in modes}
-        listen, wait, agent = [], [], []
+        started, wait, agent = [], [], []
         for index in range(rounds):
             order = list(modes) if index % 2 == 0 else list(reversed(modes))
             for mode in order:
@@ -130,12 +130,12 @@ def _run(rounds: int, work: Path, moto: Any) -> None:
                 assert run.returncode == 0, run.output
                 if mode == "mfotel":
                     found = (
-                        _number(r"agent listened after (\d+) ms", run.output),
+                        _number(r"agent started in (\d+) ms", run.output),
                         _number(r"end waited (\d+) ms", run.output),
                         _number(r"mfotel agent: done \(([\d.]+)s cpu\)", _persisted(run.workdir)),
                     )
                     assert None not in found, run.output
-                    listen.append(found[0] or 0.0)
+                    started.append(found[0] or 0.0)
                     wait.append(found[1] or 0.0)
                     agent.append(found[2] or 0.0)
         off_wall, on_wall = statistics.median(wall["off"]), statistics.median(wall["mfotel"])
@@ -147,7 +147,7 @@ def _run(rounds: int, work: Path, moto: Any) -> None:
             f"   ({on_wall / off_wall:.3f}x wall, {on_cpu / off_cpu:.3f}x CPU,"
             f" +{on_wall - off_wall:.2f} s wall, +{on_cpu - off_cpu:.2f} s CPU)"
         )
-        print(f"  agent listening after          {statistics.median(listen):.0f} ms")
+        print(f"  agent started in               {statistics.median(started):.0f} ms")
         print(f"  end of attempt waited          {statistics.median(wait):.0f} ms for the agent")
         print(f"  agent CPU                      {statistics.median(agent) * 1000:.0f} ms")
         _killed(template, stock, work, platform, rx, s3)
@@ -165,13 +165,15 @@ def _killed(
     from metaflow.mflog.mflog import parse
 
     rx.clear()
+    quiet = _env(template, {"MFOTEL_DEBUG": None})  # debug lines come after the agent ends
     workflow = ArgoWorkflow(
-        template, stock, work / "killed", {**platform, "REMOTE_PROBE_KILL": "join"}
+        quiet, stock, work / "killed", {**platform, "REMOTE_PROBE_KILL": "join"}
     )
     workflow.run()
     run_id = f"argo-{workflow.name}"
     time.sleep(1.0)
     persisted: set[str] = set()
+    texts: dict[str, str] = {}
     listing = s3.list_objects_v2(Bucket="bench", Prefix=f"metaflow/RemoteProbeFlow/{run_id}/")
     for item in listing.get("Contents", []):
         if item["Key"].endswith(("task_stdout.log", "task_stderr.log")):
@@ -179,6 +181,9 @@ def _killed(
                 line = parse(raw)
                 if line is not None:
                     persisted.add(line.id.decode())
+                    texts[line.id.decode()] = (
+                        f"{item['Key'].split('/')[-3]}: {line.msg.decode()[:60]}"
+                    )
     live = {r.attributes.get("log.record.uid") for r in rx.logs()} & persisted
     with OTLPReceiver(grpc=False, http=True) as later:
         done = subprocess.run(
@@ -210,6 +215,8 @@ def _killed(
     lost = persisted - live - backfilled
     twice = live & backfilled
     print("the join step's task SIGKILLed mid-step (the whole run's persisted lines):")
+    for uid in sorted(persisted - live, key=lambda u: texts[u]):
+        print(f"  not live: {texts[uid]}")
     print(
         f"  persisted {len(persisted)}, received live {len(live)}, sent by backfill "
         f"{len(backfilled)}, lost {len(lost)}, sent twice {len(twice)}"

@@ -45,8 +45,7 @@ ENV_SOCKET = "MFOTEL_AGENT_SOCKET"
 ENV_SPOOL = "MFOTEL_SPOOL_DIR"
 ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
 ENV_RELAY = "MFOTEL_RELAY_SOCKET"
-AGENT_START_S = 3.0  # how long a container task waits for its own agent to listen
-TEE_DRAIN_S = 2.0  # ... and for Metaflow's tee to write what the task printed last
+TEE_DRAIN_S = 2.0  # how long a container task waits for Metaflow's tee to write its last lines
 ENV_INERT = "MFOTEL_INERT"  # set by a runtime whose telemetry could not start
 ENV_RUN_START = "MFOTEL_RUN_START"  # set in a deployment's steps: see remote.RUN_START
 SPAN_KIND_INTERNAL = 1
@@ -348,11 +347,9 @@ class _Task:
             self.agent = _start_agent(
                 self.socket_path, self.spool_dir, state_dir, settings.tracing_mode()
             )
-            if self.agent is not None:
-                _await_socket(self.socket_path, AGENT_START_S)
             self.debug = settings.MFOTEL_DEBUG.get_bool()
             if self.debug:
-                warn(f"mfotel debug: the attempt's agent listened after {_ms(began)} ms")
+                warn(f"mfotel debug: the attempt's agent started in {_ms(began)} ms")
             role = "runtime"  # the agent's owner: it stops once this process says it is done
         client = AgentClient(self.socket_path, self.spool_dir, role)
         ctx_body = {
@@ -662,20 +659,18 @@ def _await_metaflow_tee(environ: Mapping[str, str], timeout: float) -> None:
         time.sleep(0.02)
 
 
-def _await_socket(path: str, timeout: float) -> None:
-    """Until the agent listens (a container task's first messages should not go to disk)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
 def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) -> Any:
+    """Start the agent on a socket this process binds, so that it can connect and send at
+    once: what it sends waits in the socket while the agent's interpreter starts."""
     import subprocess
 
+    from mfotel._internal.ipc import listen
     from mfotel._internal.proc import boot_command
 
+    listener = None
     try:
         os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
+        listener = listen(socket_path)
         return subprocess.Popen(
             [
                 *boot_command("mfotel._internal.agent.__main__", isolated=False),
@@ -687,16 +682,22 @@ def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) ->
                 state_dir,
                 "--parent-pid",
                 str(os.getpid()),
+                "--listen-fd",
+                str(listener.fileno()),
                 "--mode",
                 mode,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             start_new_session=True,
+            pass_fds=(listener.fileno(),),
         )
     except OSError as exc:
         warn(f"mfotel: could not start the exporter ({exc}); telemetry is spooled to {spool_dir}")
         return None
+    finally:
+        if listener is not None:
+            listener.close()  # the agent has its own copy
 
 
 # -- the metaflow.tracing interface ------------------------------------------------------

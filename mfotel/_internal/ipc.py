@@ -43,6 +43,20 @@ def socket_dir() -> str:
     return os.path.join(base, f"mfotel-{os.getuid()}")
 
 
+def listen(path: str) -> _Socket:
+    """A Unix socket listening at ``path``, for this user only (the agent's: its starter binds
+    it, so that it can send at once while the agent's interpreter starts)."""
+    sock = _Socket(AF_UNIX, SOCK_STREAM)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(256)
+    return sock
+
+
 def inbox_dir(spool_dir: str) -> str:
     return os.path.join(spool_dir, "inbox")
 

@@ -32,11 +32,13 @@ class _Args:
     spool_dir = ""
     state_dir = ""
     parent_pid: int | None = None
+    listen_fd: int | None = None
     mode = "otlp"
 
 
 def _parse_args(argv: list[str]) -> _Args:
-    """``--socket P --spool-dir D [--state-dir S] [--parent-pid N] [--mode otlp|console]``
+    """``--socket P --spool-dir D [--state-dir S] [--parent-pid N] [--listen-fd F]
+    [--mode otlp|console]``
     (no argparse: the
     agent starts once per run and argparse alone costs it ~9 ms)."""
     args = _Args()
@@ -46,6 +48,8 @@ def _parse_args(argv: list[str]) -> _Args:
     args.state_dir = pairs.get("--state-dir", "")
     if "--parent-pid" in pairs:
         args.parent_pid = int(pairs["--parent-pid"])
+    if "--listen-fd" in pairs:
+        args.listen_fd = int(pairs["--listen-fd"])
     args.mode = pairs.get("--mode", "otlp")
     if args.mode not in ("otlp", "console"):
         raise SystemExit(f"mfotel agent: --mode must be otlp or console, not {args.mode!r}")
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = Pipeline(
         sink, export_s, metric_s, extra_metrics=own_counts, temporality=_temporality(warn)
     )
-    agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug)
+    agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug, args.listen_fd)
     if exporter is not None:
         agent.on_attempt = lambda attempt: _hint_datastore(exporter, attempt)
     # After listening: the task goes on meanwhile, its first messages wait in the socket.

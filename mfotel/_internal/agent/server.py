@@ -20,6 +20,7 @@ from typing import Any
 
 from mfotel._internal.agent.pipeline import Pipeline
 from mfotel._internal.agent.spool import Spool
+from mfotel._internal.ipc import listen
 from mfotel._internal.proc import parent_gone
 from mfotel.logs._persisted import Sweeper
 
@@ -47,6 +48,7 @@ class Agent:
         spool: Spool,
         parent_pid: int | None,
         debug: bool = False,
+        listen_fd: int | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.spool = spool
@@ -54,14 +56,13 @@ class Agent:
         self.debug = debug
         self.sweeper = Sweeper()
         self.selector = selectors.DefaultSelector()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            os.unlink(socket_path)
-        except OSError:
-            pass
-        self.listener.bind(socket_path)
-        os.chmod(socket_path, 0o600)
-        self.listener.listen(256)
+        if listen_fd is not None:
+            # Bound and listening already, by the process that started us: it could connect
+            # and send at once, without waiting for this interpreter to start.
+            self.listener = socket.socket(fileno=listen_fd)
+        else:
+            listener = listen(socket_path)
+            self.listener = socket.socket(fileno=listener.detach())
         self.listener.setblocking(False)
         self.socket_path = socket_path
         self.selector.register(self.listener, selectors.EVENT_READ, None)
