@@ -166,6 +166,23 @@ def test_tracing_off_changes_nothing(tmp_path: Path, receiver: OTLPReceiver) -> 
     assert probe.stdout.split() == ["metaflow.tracing", "False"]
 
 
+def test_a_runtime_that_cannot_load_turns_telemetry_off_with_one_line(
+    tmp_path: Path, receiver: OTLPReceiver
+) -> None:
+    """An mfotel that fails to import (a broken install shadowing the real one): the run, its
+    tasks and their plugin names (monitor, event logger, @mfotel) go on, inert; one line."""
+    broken = tmp_path / "broken" / "mfotel"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this mfotel is broken')\n")
+    env = otlp_env(receiver, PYTHONPATH=str(broken.parent))
+    run = run_flow("tiny_flow.py", tmp_path, env=env)
+    assert run.returncode == 0, run.output
+    assert "tiny start" in run.output
+    lines = _mfotel_lines(run)
+    assert len(lines) == 1 and "this mfotel is broken" in lines[0], lines
+    assert receiver.requests == []
+
+
 def test_an_unknown_mode_warns_once_and_the_flow_runs(
     tmp_path: Path, receiver: OTLPReceiver
 ) -> None:
