@@ -6,6 +6,12 @@ The standard ``OTEL_*`` exporter variables are honoured as the OpenTelemetry spe
 says and are resolved in :mod:`mfotel._internal.otlp.config`.
 
 It is imported by every task process, so it stays standard-library only and cheap.
+
+Not settings, and not to be set by hand: the variables mfotel's own processes hand each
+other (``MFOTEL_AGENT_SOCKET``, ``MFOTEL_RELAY_SOCKET``, ``MFOTEL_LAUNCH_NS``,
+``MFOTEL_WARNED``, ``MFOTEL_INERT``) and ``MFOTEL_RUN_START``, which a deployment's steps get
+from the scheduler (its own expression for the run's start time, written when the flow is
+deployed).
 """
 
 from __future__ import annotations

@@ -46,6 +46,15 @@ def active():
     return mode() in MODES and problem() is None
 
 
+def user_decospecs():
+    """The user's own DEFAULT_DECOSPECS (environment or Metaflow's config file), without
+    ``mfotel``; "" when there are none."""
+    from metaflow.metaflow_config_funcs import from_conf
+
+    specs = (from_conf("DEFAULT_DECOSPECS", "") or "").split()
+    return " ".join(spec for spec in specs if spec.split(":", 1)[0] != "mfotel")
+
+
 def warn_once(line):
     """One ``mfotel:`` line per run or task: child processes inherit the mark."""
     if os.environ.get("MFOTEL_WARNED"):

@@ -66,3 +66,31 @@ def test_nothing_host_only_or_secret_reaches_the_pod() -> None:
 def test_without_mfotel_metaflows_own_tracing_answers() -> None:
     """MF_TRACING unset: Metaflow's own metaflow.tracing, which passes nothing here."""
     assert _pod_env(TRACEPARENT=PARENT) == {}
+
+
+def _decospecs(**env: str) -> str:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MFOTEL_", "MF_"))}
+    base = {k: v for k, v in base.items() if k != "METAFLOW_DEFAULT_DECOSPECS"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from metaflow import metaflow_config as c; print(c.DEFAULT_DECOSPECS)",
+        ],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def test_every_step_gets_mfotel_beside_the_users_own_default_decorators() -> None:
+    """With tracing on, @mfotel joins the default decorators (the user's kept); off, nothing."""
+    assert _decospecs(MF_TRACING="otlp") == "mfotel"
+    assert _decospecs(MF_TRACING="otlp", METAFLOW_DEFAULT_DECOSPECS="retry:times=2") == (
+        "retry:times=2 mfotel"
+    )
+    assert _decospecs() == ""
+    assert _decospecs(METAFLOW_DEFAULT_DECOSPECS="retry") == "retry"

@@ -7,12 +7,8 @@ from metaflow_extensions.mfotel import gate as _gate
 if _gate.active():
     DEFAULT_MONITOR = "mfotelMonitor"
     DEFAULT_EVENT_LOGGER = "mfotelEventLogger"
-
-    def _with_ours():
-        # Added to the user's own default decorators, never in place of them.
-        from metaflow.metaflow_config_funcs import from_conf
-
-        specs = (from_conf("DEFAULT_DECOSPECS", "") or "").split()
-        return " ".join(specs + ([] if "mfotel" in specs else ["mfotel"]))
-
-    DEFAULT_DECOSPECS = _with_ours()
+    # Metaflow applies extensions' toggles only when the user sets no DEFAULT_DECOSPECS; when
+    # they do, @mfotel joins theirs (never replaces them).
+    TOGGLE_DECOSPECS = ["mfotel"]
+    if _gate.user_decospecs():
+        DEFAULT_DECOSPECS = _gate.user_decospecs() + " mfotel"
