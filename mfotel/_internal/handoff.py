@@ -3,43 +3,53 @@
 What an attempt in a container keeps on its own disk dies with it: requests its agent could
 not send (the spool) and the ids of the lines a collector accepted (the ledger, which lets a
 later ``mfotel backfill`` send only the rest). When the attempt ends, both go to the flow's
-datastore, beside Metaflow's own folders, under the same names a local run uses below its
+datastore, beside Metaflow's own folders, under the names a local run uses below its
 ``.metaflow`` folder:
 
-- ``.mfotel/delivered/<Flow>/<run>/<step>/<task>/<attempt>.uids``
+- ``.mfotel/delivered/<Flow>/<run>/<step>/<task>/<attempt>.uids`` (and the run's ``trace``)
 - ``.mfotel/spool/<Flow>/<run>/<step>/<task>/<attempt>/<signal>/<request>.pb`` (and
   ``inbox/<messages>.jsonl``), which ``mfotel replay --datastore s3|gs|azure`` sends.
 
-The task process hands off with the storage client Metaflow already made for it; an agent
-whose task was killed does it itself, with Metaflow's storage class for the datastore. A file
-is deleted here only once the datastore has it. Standard library only, apart from Metaflow's
-storage, which the task's environment has.
+Only this attempt's files go: its ledger, and the requests and messages its own processes
+wrote (their names carry the writer's pid), so a spool folder shared by several tasks is not
+emptied by one of them. The task process hands off with the storage client Metaflow already
+made for it; an agent whose task was killed, or stopped waiting, does it itself, with
+Metaflow's storage class for the datastore. A file is deleted here only once the datastore
+has it. Standard library only, apart from Metaflow's storage, which the task's environment
+has.
 """
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from mfotel._internal.paths import delivered_dir
 
 PREFIX = ".mfotel"
 SPOOL_FOLDERS = ("traces", "logs", "metrics", "inbox")
+BATCH = 64  # files per save, so that a full spool never holds thousands of files open
+
+
+def _writer(name: str, folder: str) -> int | None:
+    """The pid in a spool file's name: ``<time>-<pid>-<seq>-<n>.pb``, or the inbox's
+    ``<host>-<pid>-<time>.jsonl``."""
+    parts = name.rsplit(".", 1)[0].split("-")
+    text = parts[-2] if folder == "inbox" else (parts[1] if len(parts) > 1 else "")
+    return int(text) if text.isdigit() else None
 
 
 def _files(
-    state_dir: str, spool_dir: str, pathspec: str, attempt: int
+    state_dir: str, spool_dir: str, pathspec: str, attempt: int, owners: Collection[int] | None
 ) -> Iterator[tuple[str, str]]:
-    """(local path, datastore key) of everything worth keeping."""
+    """(local path, datastore key) of everything of this attempt worth keeping."""
     ledger = delivered_dir(state_dir)
-    for folder, _, names in os.walk(ledger):
-        for name in names:
-            if name.endswith(".uids") or name == "trace":
-                path = os.path.join(folder, name)
-                rel = os.path.relpath(path, ledger).replace(os.sep, "/")
-                yield path, f"{PREFIX}/delivered/{rel}"
+    flow_run = "/".join(pathspec.split("/")[:2])
+    for rel in (f"{pathspec}/{attempt}.uids", f"{flow_run}/trace"):
+        path = os.path.join(ledger, *rel.split("/"))
+        if os.path.isfile(path):
+            yield path, f"{PREFIX}/delivered/{rel}"
     for sub in SPOOL_FOLDERS:
         folder = os.path.join(spool_dir, sub)
         try:
@@ -49,25 +59,43 @@ def _files(
         for name in names:
             if name.startswith(".") or not name.endswith((".pb", ".jsonl")):
                 continue
+            if owners is not None and _writer(name, sub) not in owners:
+                continue
             yield os.path.join(folder, name), f"{PREFIX}/spool/{pathspec}/{attempt}/{sub}/{name}"
 
 
-def hand_off(storage: Any, state_dir: str, spool_dir: str, pathspec: str, attempt: int) -> int:
-    """Put the attempt's ledger and spool into ``storage`` (a Metaflow ``DataStoreStorage``);
-    returns how many files went. Raises what the storage raises; then nothing was deleted."""
-    found = list(_files(state_dir, spool_dir, pathspec, attempt))
-    if not found:
-        return 0
-    contents = []
-    for path, key in found:
-        with open(path, "rb") as handle:
-            contents.append((key, io.BytesIO(handle.read())))
-    storage.save_bytes(iter(contents), overwrite=True, len_hint=len(contents))
-    for path, _ in found:
+def hand_off(
+    storage: Any,
+    state_dir: str,
+    spool_dir: str,
+    pathspec: str,
+    attempt: int,
+    owners: Collection[int] | None = None,
+) -> int:
+    """Put the attempt's ledger and the spool files ``owners`` (pids) wrote into ``storage``
+    (a Metaflow ``DataStoreStorage``); returns how many files went. Raises what the storage
+    raises; what it had not stored by then stays here."""
+    from mfotel._internal.agent.spool import Spool
+
+    Spool(spool_dir, 0).recover_stale_claims()  # a sender that died gives its request back
+    found = list(_files(state_dir, spool_dir, pathspec, attempt, owners))
+    for start in range(0, len(found), BATCH):
+        batch = found[start : start + BATCH]
+        handles = [open(path, "rb") for path, _ in batch]  # noqa: SIM115 - closed below
         try:
-            os.unlink(path)
-        except OSError:
-            pass
+            storage.save_bytes(
+                iter([(key, handle) for (_, key), handle in zip(batch, handles)]),
+                overwrite=True,
+                len_hint=len(batch),
+            )
+        finally:
+            for handle in handles:
+                handle.close()
+        for path, _ in batch:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
     return len(found)
 
 

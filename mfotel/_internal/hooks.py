@@ -46,6 +46,7 @@ ENV_SPOOL = "MFOTEL_SPOOL_DIR"
 ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
 ENV_RELAY = "MFOTEL_RELAY_SOCKET"
 TEE_DRAIN_S = 2.0  # how long a container task waits for Metaflow's tee to write its last lines
+AGENT_END_SLACK_S = 2.0  # ... and for its agent, beyond MFOTEL_SHUTDOWN_TIMEOUT_MS
 ENV_INERT = "MFOTEL_INERT"  # set by a runtime whose telemetry could not start
 ENV_RUN_START = "MFOTEL_RUN_START"  # set in a deployment's steps: see remote.RUN_START
 SPAN_KIND_INTERNAL = 1
@@ -295,11 +296,10 @@ class _Task:
             # Launched by a scheduler that knows nothing of us: join the run's derived trace.
             parent = root_context(flow_name, run_id)
         self.parent_span_id = parent.span_id
-        self.root = parent
         self.flow_name, self.run_id = flow_name, run_id
         self.attempt = attempt
         self.pathspec = f"{flow_name}/{run_id}/{step_name}/{task_id}"
-        self.final_attempt = attempt >= int(kwargs.get("max_user_code_retries") or 0)
+        self.final_attempt = attempt >= _retries(obj, step_name, kwargs)
         # Derived, so that a later backfill of this attempt's persisted log joins this span.
         span_id = attempt_span_id(
             parent.trace_id, f"{flow_name}/{run_id}/{step_name}/{task_id}", attempt
@@ -319,11 +319,12 @@ class _Task:
         self.socket_path = os.environ.get(ENV_SOCKET) or None
         self.spool_dir = os.environ.get(ENV_SPOOL) or None
         self.agent: Any = None
+        self.owns_agent = self.socket_path is None  # no runtime: this attempt has its own
         self.debug = False
         self.in_container = _metaflow_captures(os.environ)
         self.storage: Any = None
         # A deployment's step (Argo Workflows, Step Functions, Airflow): no runtime process
-        # owns the run, so its tasks make the run's root span (see _root_span).
+        # owns the run, so its tasks make the run's root span (see _root_end).
         self.run_start = os.environ.get(ENV_RUN_START) if self.socket_path is None else None
         role = "task"
         if self.socket_path is None:
@@ -339,13 +340,12 @@ class _Task:
                 os.environ["MFOTEL_WARNED"] = "1"  # the agent's spooling says no more
             self.shutdown_s = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0
             self.state_dir, self.spool_dir = _state_and_spool_dirs(obj)
-            state_dir = self.state_dir
             self.socket_path = os.path.join(
                 socket_dir(), f"{os.getpid()}-{os.urandom(4).hex()}.sock"
             )
             began = time.monotonic()
             self.agent = _start_agent(
-                self.socket_path, self.spool_dir, state_dir, settings.tracing_mode()
+                self.socket_path, self.spool_dir, self.state_dir, settings.tracing_mode()
             )
             self.debug = settings.MFOTEL_DEBUG.get_bool()
             if self.debug:
@@ -372,15 +372,17 @@ class _Task:
             # Local: the agent reads this attempt's persisted log back when it ends. Any: where
             # an agent whose task was killed puts what the container would lose.
             start["ds"] = [datastore_type, str(flow_datastore.datastore_root)]
-            if datastore_type != "local" and self.agent is not None:
+            if datastore_type != "local" and self.owns_agent:
                 self.storage = getattr(flow_datastore, "_storage_impl", None)
-        if self.in_container:
+        if self.in_container and settings.MFOTEL_CAPTURE_LOGS.get_bool():
             # In a container, Metaflow's tee writes these; the agent follows them.
             start["mflog"] = [os.environ["MFLOG_STDOUT"], os.environ["MFLOG_STDERR"]]
+        if self.agent is not None:
+            start["owns_agent"] = True  # the agent serves this attempt alone, and ends with it
         if self.run_start is not None and self.final_attempt and self.agent is not None:
             # If this attempt is killed, the run ends with it: the agent ends the root span.
             start["root_if_killed"] = self._root_end(failed=True)
-        if self.agent is not None:
+        if self.owns_agent:
             from mfotel.logs._ledger import note_run_trace
 
             note_run_trace(
@@ -415,6 +417,8 @@ class _Task:
         )
         if self.agent is None:
             self.scope.client.close(timeout_s=1.0)
+            if self.storage is not None:
+                self._hand_off()  # what the client had to put in the inbox, for replay
             return
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -430,7 +434,7 @@ class _Task:
         self.scope.send("run_end", {})
         self.scope.client.close(timeout_s=1.0)
         began = time.monotonic()
-        state = _wait_for_agent(self.agent, self.shutdown_s + 1.0)
+        state = _wait_for_agent(self.agent, self.shutdown_s + AGENT_END_SLACK_S)
         if self.debug:
             warn(f"mfotel debug: the attempt's end waited {_ms(began)} ms for its agent ({state})")
         if state == "sending":
@@ -482,7 +486,10 @@ class _Task:
 
         assert self.spool_dir is not None
         try:
-            hand_off(self.storage, self.state_dir, self.spool_dir, self.pathspec, self.attempt)
+            owners = {os.getpid()} | ({self.agent.pid} if self.agent is not None else set())
+            hand_off(
+                self.storage, self.state_dir, self.spool_dir, self.pathspec, self.attempt, owners
+            )
         except Exception as exc:
             warn(
                 f"mfotel: could not put this task's unsent telemetry into the datastore ({exc}); "
@@ -509,6 +516,18 @@ class _Task:
 _TIME = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$"
 )
+
+
+def _retries(obj: Any, step_name: str, kwargs: Mapping[str, Any]) -> int:
+    """How many retries this step has in all: the user code's, and the error retries of its
+    decorators (``@catch``'s fallback attempt), as Metaflow's runtime counts them."""
+    retries = int(kwargs.get("max_user_code_retries") or 0)
+    try:
+        step = getattr(obj.flow, step_name)
+        retries += max([int(d.step_task_retry_count()[1] or 0) for d in step.decorators] or [0])
+    except Exception:
+        pass
+    return retries
 
 
 def _ms(since: float) -> int:

@@ -15,8 +15,7 @@ Standard library only: the task side imports this too.
 from __future__ import annotations
 
 import re
-import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 
 ENV_SOCKET = "MFOTEL_AGENT_SOCKET"
 ENV_REMOTE_ENDPOINT = "MFOTEL_REMOTE_ENDPOINT"
@@ -43,26 +42,43 @@ _HOST_ONLY = frozenset(
         "MFOTEL_LAUNCH_NS",
         "MFOTEL_RELAY_SOCKET",
         "MFOTEL_WARNED",
+        "MFOTEL_INERT",
         "MFOTEL_COLLECTOR_BIN",
         ENV_RUN_START,
     }
 )
-_SECRET_SUFFIXES = ("HEADERS", "CERTIFICATE", "CLIENT_KEY")
+# Exporter headers, TLS files and anything named like a credential stay on this machine.
+_SECRET_WORDS = ("HEADERS", "CERTIFICATE", "KEY", "PASSWORD", "TOKEN", "SECRET", "CREDENTIAL")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 
 
-def deployer(argv: Iterable[str]) -> str | None:
-    """``argo-workflows``, ``step-functions`` or ``airflow`` when ``argv`` compiles one."""
-    for arg in argv:
-        if arg in RUN_START:
-            return arg
+def metaflow_command() -> list[str]:
+    """What this Metaflow process was asked to do after its top-level options, as Metaflow's
+    own CLI keeps it (``["argo-workflows", "create", ...]``); [] outside a command."""
+    try:
+        from metaflow._vendor import click
+
+        context = click.get_current_context(silent=True)
+        saved = getattr(context.find_root(), "saved_args", None) if context else None
+    except Exception:
+        return []
+    return [str(arg) for arg in saved] if saved else []
+
+
+def deployer(command: Sequence[str]) -> str | None:
+    """``argo-workflows``, ``step-functions`` or ``airflow`` when ``command`` compiles one.
+    (Decided from the command itself, never from any word on the command line: a tag or a
+    step may well be called ``airflow``.)"""
+    if command and command[0] in RUN_START and "create" in command[1:]:
+        return command[0]
     return None
 
 
-def runs_elsewhere(decorator_names: Iterable[str], argv: Iterable[str] | None = None) -> bool:
+def runs_elsewhere(decorator_names: Iterable[str], command: Sequence[str] | None = None) -> bool:
     """Whether a step with these decorators, in this command, runs in another machine."""
     if any(name in REMOTE_DECORATORS for name in decorator_names):
         return True
-    return deployer(sys.argv[1:] if argv is None else argv) is not None
+    return deployer(metaflow_command() if command is None else command) is not None
 
 
 def forwarded(key: str) -> bool:
@@ -72,18 +88,23 @@ def forwarded(key: str) -> bool:
     if key.startswith("MFOTEL_"):
         return key not in _HOST_ONLY
     if key.startswith("OTEL_"):
-        return not key.endswith(_SECRET_SUFFIXES)
+        return not any(word in key for word in _SECRET_WORDS)
     return False
 
 
-def container_env(environ: Mapping[str, str], argv: Iterable[str] | None = None) -> dict[str, str]:
+def container_env(
+    environ: Mapping[str, str], command: Sequence[str] | None = None
+) -> dict[str, str]:
     """The variables a remote step's container gets from a launcher whose env is ``environ``."""
     env = {key: value for key, value in environ.items() if forwarded(key)}
+    for key, value in env.items():
+        if key.endswith("ENDPOINT"):
+            env[key] = _USERINFO.sub(r"\1", value)  # never a user:password@ in a URL
     if environ.get(ENV_REMOTE_ENDPOINT, "").strip():
         # The launching machine's own endpoints mean nothing in the container.
         for key in (ENDPOINT, *SIGNAL_ENDPOINTS):
             env.pop(key, None)
-    deploy = deployer(sys.argv[1:] if argv is None else argv)
+    deploy = deployer(metaflow_command() if command is None else command)
     if deploy is not None:
         # Every run of the deployment starts its own trace, whose root the tasks make.
         env[ENV_RUN_START] = RUN_START[deploy]

@@ -29,6 +29,7 @@ class ReplayResult:
     sent: Counter[str] = field(default_factory=Counter)
     left: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    dropped: int = 0  # records the spool could not keep (full, or not writable)
 
 
 class _SpoolSink:
@@ -79,8 +80,9 @@ def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResul
     spool = Spool(folder, settings.MFOTEL_SPOOL_MAX_MB.get_int(environ) * 1024 * 1024)
     spool.recover_stale_claims()
     ingest_inbox(spool)
+    dropped = spool.dropped_records
     ledger = delivered_dir(state_dir(environ))
-    result = ReplayResult(ok=True, summary="")
+    result = ReplayResult(ok=True, summary="", dropped=dropped)
     transports: dict[str, Transport] = {}
     failure = ""
     for claimed in spool.claim_all():
@@ -154,12 +156,11 @@ def replay_from_store(store: LogStore, environ: Mapping[str, str]) -> ReplayResu
         if not origin:
             return ReplayResult(True, f"mfotel replay: nothing to send in {store.url(prefix)}")
         state = os.path.join(work, "state")
-        result = replay({**environ, "MFOTEL_STATE_DIR": state}, folder)
-        for local, key in origin.items():
-            if not os.path.exists(local):
-                store.delete(key)
+        # No bound here: these are the datastore's requests, not this machine's to drop.
+        unbounded = {**environ, "MFOTEL_STATE_DIR": state, "MFOTEL_SPOOL_MAX_MB": str(1 << 30)}
+        result = replay(unbounded, folder)
         stamp = time.time_ns()
-        # Requests made here from inbox messages that could not be sent go back, too.
+        # Requests made here from inbox messages and not sent go back first...
         for signal in SPOOL_FOLDERS:
             sub = os.path.join(folder, signal)
             for name in sorted(os.listdir(sub)) if os.path.isdir(sub) else ():
@@ -167,6 +168,12 @@ def replay_from_store(store: LogStore, environ: Mapping[str, str]) -> ReplayResu
                 if local not in origin and name.endswith(".pb") and not name.startswith("."):
                     with open(local, "rb") as handle:
                         store.write(f"{prefix}replayed/{stamp}/{signal}/{name}", handle.read())
+        # ... then what was sent (or made into one of those) leaves the datastore; an inbox
+        # whose messages could not all be kept stays.
+        for local, key in origin.items():
+            inbox = os.path.basename(os.path.dirname(local)) == "inbox"
+            if not os.path.exists(local) and not (inbox and result.dropped):
+                store.delete(key)
         ledger = delivered_dir(state)
         local_ledger = delivered_dir(state_dir(environ))
         for current, _, names in os.walk(ledger):

@@ -8,9 +8,10 @@ exports the lines it has not seen, so every persisted line becomes exactly one r
 In a container (Batch, Kubernetes, Argo, Step Functions, Airflow) Metaflow's own tee writes
 every line of the task into ``$MFLOG_STDOUT`` / ``$MFLOG_STDERR`` before uploading them as the
 task's logs; there the attempt's own agent follows those two files while the attempt runs
-(every ``FOLLOW_S``), and reads them to the end once they stop growing after the attempt, so
-the records carry Metaflow's line ids and timestamps, the same as a later backfill of the
-uploaded logs, and a long step's lines arrive while it runs.
+(every ``FOLLOW_S``), and reads them to the end when the attempt is over (the task has waited
+for Metaflow's tee by then; a killed task's tee gets a moment to finish), so the records
+carry Metaflow's line ids and timestamps, the same as a later backfill of the uploaded logs,
+and a long step's lines arrive while it runs.
 """
 
 from __future__ import annotations
@@ -108,32 +109,38 @@ class _Pending:
 
 @dataclass
 class _Followed:
-    """Files a running attempt's lines are being written to, read as they grow."""
+    """Files a running attempt's lines are being written to, read as they grow. Lines end at
+    ``\n`` only (a ``\r`` is part of a line, as in Metaflow's own reader); a line not yet
+    finished waits in ``partial`` until it is."""
 
     ctx: Mapping[str, Any]
     files: list[tuple[str, str]]
     offsets: list[int]
+    partial: list[bytes]
     next_read: float = 0.0
-    ending: _Pending | None = None
 
-    def read_new(self) -> list[tuple[str, int, str, str, str]]:
-        """The complete lines written since the last read (a partial last line waits)."""
+    def read_new(self, to_end: bool = False) -> list[tuple[str, int, str, str, str]]:
+        """The lines finished since the last read: one chunk per file, or all of them."""
         lines: list[tuple[str, int, str, str, str]] = []
         for index, (path, stream) in enumerate(self.files):
             try:
                 with open(path, "rb") as handle:
                     handle.seek(self.offsets[index])
-                    data = handle.read(READ_CHUNK)
+                    while True:
+                        data = handle.read(READ_CHUNK)
+                        if not data:
+                            break
+                        self.offsets[index] += len(data)
+                        pieces = (self.partial[index] + data).split(b"\n")
+                        self.partial[index] = pieces.pop()
+                        for raw in pieces:
+                            line = _parsed(raw, stream)
+                            if line is not None:
+                                lines.append(line)
+                        if not to_end:
+                            break
             except OSError:
                 continue
-            end = data.rfind(b"\n")
-            if end < 0:
-                continue
-            self.offsets[index] += end + 1
-            for raw in data[: end + 1].splitlines():
-                line = _parsed(raw, stream)
-                if line is not None:
-                    lines.append(line)
         return lines
 
 
@@ -163,19 +170,13 @@ class Sweeper:
         if isinstance(mflog, list) and len(mflog) == 2 and all(isinstance(p, str) for p in mflog):
             sid = str(ctx.get("sid"))
             files = [(mflog[0], "stdout"), (mflog[1], "stderr")]
-            self._followed[sid] = _Followed(ctx, files, [0, 0])
+            self._followed[sid] = _Followed(ctx, files, [0, 0], [b"", b""])
 
     def schedule(self, ctx: Mapping[str, Any]) -> None:
         sid = str(ctx.get("sid"))
+        if sid in self._pending or sid in self._followed:
+            return  # followed files are read to the end when the attempt's agent finishes
         now = time.monotonic()
-        followed = self._followed.get(sid)
-        if followed is not None:
-            if followed.ending is None:
-                files = followed.files
-                followed.ending = _Pending(ctx, files, files, now, now + GIVE_UP_S)
-            return
-        if sid in self._pending:
-            return
         root = self._roots.get(sid)
         folder = attempt_folder(root, ctx) if root else None
         if folder is None:
@@ -190,17 +191,12 @@ class Sweeper:
     ) -> Iterator[tuple[Mapping[str, Any], list[Any]]]:
         now = time.monotonic()
         for sid, followed in list(self._followed.items()):
-            ending = followed.ending
-            if ending is not None or final:
-                sizes = _sizes(followed.files)
-                settled = sizes is not None and ending is not None and sizes == ending.sizes
-                if ending is not None:
-                    ending.sizes = sizes
-                if settled or final or (ending is not None and now >= ending.give_up):
-                    del self._followed[sid]
-                    yield followed.ctx, followed.read_new()
-                    continue
-            if now >= followed.next_read:
+            if final:
+                # The attempt's task said it is done (after Metaflow's tee wrote its last
+                # lines), or it is gone: read to the end.
+                del self._followed[sid]
+                yield followed.ctx, followed.read_new(to_end=True)
+            elif now >= followed.next_read:
                 followed.next_read = now + FOLLOW_S
                 lines = followed.read_new()
                 if lines:

@@ -146,7 +146,7 @@ def test_every_step_container_gets_the_settings_and_no_secret(deployment: Deploy
         assert env["OTEL_SERVICE_NAME"] == "ml-platform"
         assert env["MFOTEL_TAGS"] == "team:ml"
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env, name
-        assert SECRET not in json.dumps(container), name
+        assert SECRET not in json.dumps(deployment.template), name
         assert not any(k in env for k in ("MFOTEL_AGENT_SOCKET", "MFOTEL_SPOOL_DIR", "TRACEPARENT"))
         command = container["command"][2]
         assert "--event-logger=mfotelEventLogger --monitor=mfotelMonitor" in command

@@ -83,4 +83,5 @@ def test_the_demo_runs_from_the_wheel(user_env: Path, tmp_path: Path) -> None:
     """`mfotel demo`: the example flow, telemetry on, and the span tree that arrived."""
     done = mfotel(user_env, "demo", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "RUN DemoFlow" in done.stdout or "RUN " in done.stdout, done.stdout
+    assert "  RUN DemoFlow" in done.stdout, done.stdout
+    assert "log.record.uid:" in done.stdout and "metaflow.task.pathspec: DemoFlow/" in done.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,10 @@ class Storage:
             raise OSError("AccessDenied: the bucket refuses writes")
         assert overwrite
         for key, handle in items:
-            assert isinstance(handle, io.BytesIO)
-            self.saved[key] = handle.getvalue()
+            self.saved[key] = handle.read()
+
+
+AGENT, OTHER = 4242, 999999
 
 
 def _attempt(tmp_path: Path) -> tuple[Path, Path]:
@@ -33,31 +34,50 @@ def _attempt(tmp_path: Path) -> tuple[Path, Path]:
     ledger.mkdir(parents=True)
     (ledger / "0.uids").write_text("a\nb\n")
     (state / "delivered" / "F" / "argo-1" / "trace").write_text("ab" * 16 + "\n")
+    other = state / "delivered" / "F" / "argo-1" / "fan" / "t-2"
+    other.mkdir(parents=True)
+    (other / "0.uids").write_text("c\n")  # another task's, on a shared volume
     (spool / "logs").mkdir(parents=True)
-    (spool / "logs" / "0001-7-000000-3.pb").write_bytes(b"\x0a\x00")
-    (spool / "logs" / ".0002-7-000001-3.pb").write_bytes(b"half written")
+    (spool / "logs" / f"0001-{AGENT}-000000-3.pb").write_bytes(b"\x0a\x00")
+    (spool / "logs" / f".0002-{AGENT}-000001-3.pb").write_bytes(b"half written")
+    (spool / "logs" / f"0003-{OTHER}-000000-1.pb").write_bytes(b"another agent's")
+    (spool / "inbox").mkdir()
+    (spool / "inbox" / f"pod-a-b-{AGENT}-17.jsonl").write_bytes(b'{"t":"event"}\n')
     return state, spool
 
 
-def test_ledger_trace_note_and_spool_go_under_their_keys_then_leave(tmp_path: Path) -> None:
-    """Keys mirror the local layout below .mfotel/; written files are deleted, a file still
-    being written (dot-named) is left alone."""
+def test_this_attempts_ledger_trace_note_and_spool_go_then_leave(tmp_path: Path) -> None:
+    """Keys mirror the local layout below .mfotel/; what went is deleted; a file still being
+    written (dot-named), another writer's request and another attempt's ledger stay."""
     state, spool = _attempt(tmp_path)
     storage = Storage()
-    assert hand_off(storage, str(state), str(spool), "F/argo-1/start/t-1", 0) == 3
+    assert hand_off(storage, str(state), str(spool), "F/argo-1/start/t-1", 0, {AGENT}) == 4
     assert storage.saved == {
         ".mfotel/delivered/F/argo-1/start/t-1/0.uids": b"a\nb\n",
         ".mfotel/delivered/F/argo-1/trace": ("ab" * 16 + "\n").encode(),
-        ".mfotel/spool/F/argo-1/start/t-1/0/logs/0001-7-000000-3.pb": b"\x0a\x00",
+        f".mfotel/spool/F/argo-1/start/t-1/0/logs/0001-{AGENT}-000000-3.pb": b"\x0a\x00",
+        f".mfotel/spool/F/argo-1/start/t-1/0/inbox/pod-a-b-{AGENT}-17.jsonl": b'{"t":"event"}\n',
     }
-    assert [p.name for p in spool.rglob("*") if p.is_file()] == [".0002-7-000001-3.pb"]
-    assert not list((state / "delivered").rglob("*.uids"))
+    left = sorted(p.name for p in spool.rglob("*") if p.is_file())
+    assert left == [f".0002-{AGENT}-000001-3.pb", f"0003-{OTHER}-000000-1.pb"]
+    assert [p.parent.name for p in (state / "delivered").rglob("*.uids")] == ["t-2"]
+
+
+def test_a_request_claimed_by_a_sender_that_died_goes_too(tmp_path: Path) -> None:
+    """A claim (rename) by a process that is gone is given back first, then handed off."""
+    state, spool = _attempt(tmp_path)
+    claimed = spool / "logs" / f".claimed-{OTHER}-0009-{AGENT}-000002-2.pb"
+    claimed.write_bytes(b"claimed")
+    storage = Storage()
+    hand_off(storage, str(state), str(spool), "F/argo-1/start/t-1", 0, {AGENT})
+    key = f".mfotel/spool/F/argo-1/start/t-1/0/logs/0009-{AGENT}-000002-2.pb"
+    assert storage.saved[key] == b"claimed" and not claimed.exists()
 
 
 def test_a_datastore_that_refuses_keeps_everything_here(tmp_path: Path) -> None:
     """The storage's error reaches the caller (who says it in one line); nothing is deleted."""
     state, spool = _attempt(tmp_path)
     with pytest.raises(OSError, match="AccessDenied"):
-        hand_off(Storage(fail=True), str(state), str(spool), "F/argo-1/start/t-1", 0)
-    assert (spool / "logs" / "0001-7-000000-3.pb").exists()
+        hand_off(Storage(fail=True), str(state), str(spool), "F/argo-1/start/t-1", 0, {AGENT})
+    assert (spool / "logs" / f"0001-{AGENT}-000000-3.pb").exists()
     assert (state / "delivered" / "F" / "argo-1" / "start" / "t-1" / "0.uids").exists()

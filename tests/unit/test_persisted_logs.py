@@ -181,3 +181,33 @@ def test_stores_refuse_unusable_roots(tmp_path: Path) -> None:
 def test_a_missing_extra_names_the_pip_install() -> None:
     """A cloud datastore without its SDK says which extra to install."""
     assert 'pip install "mfotel[gs]"' in str(_stores.missing_extra("gs"))
+
+
+def test_followed_files_give_each_line_once_as_it_is_finished(tmp_path: Path) -> None:
+    """A container attempt's files, read as they grow: lines end at \\n only (a \\r stays in
+    the text, as in Metaflow's reader), a line being written waits, and the final read goes
+    to the end however long the rest is."""
+    from mfotel.logs._persisted import READ_CHUNK, Sweeper
+
+    out, err = tmp_path / "mflog_stdout", tmp_path / "mflog_stderr"
+    head = "[MFLOG|0|2026-12-06T10:00:00.000001Z|task|{}]"
+    out.write_bytes((head.format("u1") + "10%\r20%\r30%\n" + head.format("u2") + "hal").encode())
+    err.write_bytes(b"")
+    sweeper = Sweeper()
+    ctx = {"sid": "s1"}
+    sweeper.follow(ctx, [str(out), str(err)])
+    first = [line for _, lines in sweeper.due() for line in lines]
+    assert [(uid, text) for uid, _, _, _, text in first] == [("u1", "10%\r20%\r30%")]
+    big = "x" * (READ_CHUNK + 10)
+    with out.open("ab") as handle:
+        handle.write(b"f done\n" + (head.format("u3") + big + "\n").encode())
+    with err.open("ab") as handle:
+        handle.write((head.format("u4") + "oops\n").encode())
+    rest = [line for _, lines in sweeper.due(final=True) for line in lines]
+    assert [(uid, stream) for uid, _, stream, _, _ in rest] == [
+        ("u2", "stdout"),
+        ("u3", "stdout"),
+        ("u4", "stderr"),
+    ]
+    assert rest[0][4] == "half done" and len(rest[1][4]) == len(big)
+    assert list(sweeper.due(final=True)) == []

@@ -19,6 +19,9 @@ LAPTOP = {
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://localhost:4318/v1/traces",
     "OTEL_EXPORTER_OTLP_HEADERS": "dd-api-key=secret",
     "OTEL_EXPORTER_OTLP_CLIENT_KEY": "/home/me/key.pem",
+    "OTEL_EXPORTER_JAEGER_PASSWORD": "hunter2",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://me:hunter3@collector:4318/v1/metrics",
+    "MFOTEL_INERT": "1",
     "OTEL_SERVICE_NAME": "ml",
     "MFOTEL_PROFILE": "prod",
     "MFOTEL_SPOOL_DIR": "/home/me/spool",
@@ -30,12 +33,15 @@ LAPTOP = {
 
 def test_a_launch_passes_settings_and_context_never_secrets_or_host_paths() -> None:
     """`kubernetes step` / `batch step`: the run's context and the telemetry settings."""
-    env = container_env(LAPTOP, argv=["flow.py", "batch", "step", "start"])
+    env = container_env(LAPTOP, command=["batch", "step", "start"])
     assert env["TRACEPARENT"] == PARENT and env["MF_TRACING"] == "otlp"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
     assert (env["OTEL_SERVICE_NAME"], env["MFOTEL_PROFILE"]) == ("ml", "prod")
     assert not {"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_CLIENT_KEY", "HOME"} & set(env)
     assert not {"MFOTEL_SPOOL_DIR", "MFOTEL_AGENT_SOCKET", "MFOTEL_RUN_START"} & set(env)
+    assert "OTEL_EXPORTER_JAEGER_PASSWORD" not in env and "MFOTEL_INERT" not in env
+    assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "https://collector:4318/v1/metrics"
+    assert "hunter" not in str(env)
 
 
 @pytest.mark.parametrize(
@@ -50,14 +56,14 @@ def test_a_deployment_gets_the_schedulers_start_time_and_no_context(
     deployer: str, expression: str
 ) -> None:
     """A deployment's runs are not the deploying shell's trace: no TRACEPARENT there."""
-    env = container_env(LAPTOP, argv=["flow.py", deployer, "create"])
+    env = container_env(LAPTOP, command=[deployer, "create"])
     assert expression in env["MFOTEL_RUN_START"]
     assert "TRACEPARENT" not in env and "traceparent" not in env
 
 
 def test_a_remote_endpoint_replaces_the_launching_machines() -> None:
     """With MFOTEL_REMOTE_ENDPOINT the laptop's endpoints stay on the laptop."""
-    env = container_env({**LAPTOP, "MFOTEL_REMOTE_ENDPOINT": "http://gw:4318"}, argv=["run"])
+    env = container_env({**LAPTOP, "MFOTEL_REMOTE_ENDPOINT": "http://gw:4318"}, command=["run"])
     assert env["MFOTEL_REMOTE_ENDPOINT"] == "http://gw:4318"
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
     assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" not in env
@@ -86,10 +92,16 @@ def test_the_remote_endpoint_becomes_the_tasks_endpoint() -> None:
 
 
 def test_which_steps_run_elsewhere() -> None:
-    """@batch / @kubernetes steps, and every step of a deployment being compiled."""
-    assert runs_elsewhere(["retry", "kubernetes"], argv=["run"])
-    assert runs_elsewhere(["retry"], argv=["step-functions", "create"])
-    assert not runs_elsewhere(["retry", "environment"], argv=["run"])
+    """@batch / @kubernetes steps, and every step of a deployment being compiled; a run
+    tagged or parametrized with a deployer's name is still a run."""
+    assert runs_elsewhere(["retry", "kubernetes"], command=["run"])
+    assert runs_elsewhere(["retry"], command=["step-functions", "create"])
+    assert runs_elsewhere(["retry"], command=["airflow", "create", "dag.py"])
+    assert not runs_elsewhere(["retry", "environment"], command=["run"])
+    assert not runs_elsewhere(["retry"], command=["run", "--tag", "airflow"])
+    assert not runs_elsewhere(["retry"], command=["argo-workflows", "trigger"])
+    launched = container_env(LAPTOP, command=["run", "--tag", "argo-workflows", "create"])
+    assert "TRACEPARENT" in launched and "MFOTEL_RUN_START" not in launched
 
 
 @pytest.mark.parametrize(
@@ -127,18 +139,20 @@ def test_the_runtime_and_the_platform_come_from_the_environment() -> None:
 
 
 @pytest.mark.parametrize(
-    "cgroup",
+    ("cgroup", "expected"),
     [
-        "0::/system.slice/docker-" + "a" * 64 + ".scope\n",
-        "12:memory:/kubepods/burstable/pod1/" + "b" * 64 + "\n",
-        "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + "c" * 64 + ".scope\n",
+        ("0::/system.slice/docker-" + "a1" * 32 + ".scope\n", "a1" * 32),
+        ("12:memory:/kubepods/burstable/pod1/" + "b2" * 32 + "\n", "b2" * 32),
+        (
+            "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + "c3" * 32 + ".scope\n",
+            "c3" * 32,
+        ),
     ],
 )
-def test_a_container_id_from_the_cgroup(cgroup: str, tmp_path: Path) -> None:
+def test_a_container_id_from_the_cgroup(cgroup: str, expected: str, tmp_path: Path) -> None:
     """Docker, Kubernetes (cgroup v1) and containerd (cgroup v2) name the container there."""
     (tmp_path / "cgroup").write_text(cgroup)
-    found = container_id(str(tmp_path))
-    assert found is not None and len(found) == 64 and found[0] in "abc"
+    assert container_id(str(tmp_path)) == expected
 
 
 def test_no_container_id_outside_a_container(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from mfotel._internal.agent.pipeline import Pipeline, Sink
 from mfotel._internal.agent.server import Agent
 from mfotel._internal.agent.sinks import ConsoleSink, OtlpSink
 from mfotel._internal.agent.spool import Spool
+from mfotel._internal.proc import parent_gone
 from mfotel.metrics._aggregate import TEMPORALITY_PREFERENCES
 
 
@@ -101,15 +102,25 @@ def main(argv: list[str] | None = None) -> int:
     agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug, args.listen_fd)
     if exporter is not None:
         agent.on_attempt = lambda attempt: _hint_datastore(exporter, attempt)
-    # After listening: the task goes on meanwhile, its first messages wait in the socket.
-    from mfotel._internal.agent.detect import detect
+    # The task goes on meanwhile: its first messages wait in the socket it bound for us.
+    try:
+        from mfotel._internal.agent.detect import detect
 
-    pipeline.resource_extra = detect(os.environ)
+        pipeline.resource_extra = detect(os.environ)
+    except Exception:  # what the platform says is a nicety; telemetry never waits for it
+        pass
     if debug:
         warn(f"mfotel agent: listening at {args.socket} ({time.process_time():.3f}s cpu)")
     agent.serve()
-    sink.close(shutdown_s)
-    if agent.killed and agent.attempt is not None:
+    # Everything from here fits in MFOTEL_SHUTDOWN_TIMEOUT_MS (plus a little), which is how
+    # long the task waits for our byte before it hands the spool to the datastore.
+    deadline = time.monotonic() + shutdown_s
+    pipeline.finish(settle_s=min(2.0, shutdown_s / 2))
+    sink.close(max(0.0, deadline - time.monotonic()))
+    if agent.attempt is not None and (
+        agent.killed or (args.parent_pid is not None and parent_gone(args.parent_pid))
+    ):
+        # The task cannot hand off: it was killed, or it stopped waiting for us.
         _hand_off(agent.attempt, args, warn)
     _tell_runtime_done()
     if debug:
@@ -139,12 +150,14 @@ def _hand_off(attempt: Mapping[str, Any], args: _Args, warn: Callable[[str], Non
     try:
         from mfotel._internal.handoff import hand_off, storage_for
 
+        owners = {os.getpid()} | ({args.parent_pid} if args.parent_pid else set())
         hand_off(
             storage_for(str(datastore), str(root)),
             args.state_dir,
             args.spool_dir,
             str(attrs.get("metaflow.task.pathspec")),
             int(attrs.get("metaflow.task.attempt", 0)),
+            owners,
         )
     except Exception as exc:
         warn(f"mfotel: could not put the killed task's telemetry into the datastore: {exc}")

@@ -1,10 +1,10 @@
 """The per-run agent process: a Unix-socket server feeding the pipeline.
 
 One thread multiplexes every connection with ``selectors`` and runs the pipeline; the
-exporter's own thread does the network. The agent ends when the runtime has said the run
-ended and closed its connection, or when the runtime process is gone; it then reads the
-attempts' persisted logs one last time, flushes, gives the exporter
-``MFOTEL_SHUTDOWN_TIMEOUT_MS`` to send, and spools what is left.
+exporter's own thread does the network. ``serve`` returns when the runtime has said the run
+ended and closed its connection, or when the runtime process is gone (after taking in what it
+had sent), having read the attempts' persisted logs one last time; the caller then finishes
+the pipeline, gives the exporter ``MFOTEL_SHUTDOWN_TIMEOUT_MS`` to send, and spools the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from mfotel.logs._persisted import Sweeper
 TICK_S = 0.05
 INBOX_EVERY_S = 1.0
 SETTLE_S = 1.0  # after a killed task: how long Metaflow's tee may take to write its last lines
+DRAIN_S = 1.0  # ... and how long we take in what it had sent us
 MAX_LINE = 64 * 1024 * 1024
 
 
@@ -79,12 +80,12 @@ class Agent:
     def serve(self) -> None:
         try:
             while not self._done():
-                for key, _ in self.selector.select(TICK_S):
-                    if key.data is None:
-                        self._accept()
-                    else:
-                        self._read(key.data)
+                self._poll(TICK_S)
                 self._tick()
+            if not self.pipeline.run_ended:
+                # Our starter is gone without saying so (killed): what it and its helpers
+                # sent before that is still in our sockets and queue; take all of it.
+                self._drain(DRAIN_S)
         finally:
             self.selector.close()
             self.listener.close()
@@ -102,9 +103,24 @@ class Agent:
         self._ingest_inbox()
         for ctx, lines in self.sweeper.due(final=True, seen=self.pipeline.seen_lines):
             self.pipeline.add_persisted_lines(ctx, lines)
-        self.pipeline.finish()
 
     # -- machinery ----------------------------------------------------------------------------
+
+    def _poll(self, timeout: float) -> int:
+        events = self.selector.select(timeout)
+        for key, _ in events:
+            if key.data is None:
+                self._accept()
+            else:
+                self._read(key.data)
+        return len(events)
+
+    def _drain(self, timeout: float) -> None:
+        """Accept and read until nothing more arrives (or ``timeout``): connections still
+        waiting to be accepted, and what is buffered in the open ones."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._poll(0.05):
+            pass
 
     def _done(self) -> bool:
         if self.pipeline.run_ended and self._runtime_seen and not self._runtime_conns:
@@ -164,14 +180,15 @@ class Agent:
                 self.sweeper.remember_root(str(message["sid"]), message["ds"])
             if "mflog" in message:
                 self.sweeper.follow(message["ctx"], message["mflog"])
-                if self.attempt is None and isinstance(message.get("ds"), list):
-                    self.attempt = {
-                        "ctx": message["ctx"],
-                        "ds": message["ds"],
-                        "root": message.get("root_if_killed"),
-                    }
-                    if self.on_attempt is not None:
-                        self.on_attempt(self.attempt)
+            owner = message.get("owns_agent") and isinstance(message.get("ds"), list)
+            if owner and self.attempt is None:
+                self.attempt = {
+                    "ctx": message["ctx"],
+                    "ds": message["ds"],
+                    "root": message.get("root_if_killed"),
+                }
+                if self.on_attempt is not None:
+                    self.on_attempt(self.attempt)
         elif kind == "logs_closed" or (kind == "end" and message.get("tee") is False):
             self.sweeper.schedule(message["ctx"])
 
