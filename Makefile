@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-backfill bench-tags compile collector clean
+.PHONY: demo test bench bench-backfill bench-tags bench-container compile collector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-backfill: $(STAMP) compile
 
 bench-tags: $(STAMP) compile collector
 	$(PY) benchmarks/bench_tag_mapping.py
+
+bench-container: $(STAMP) compile
+	$(PY) benchmarks/bench_container.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
