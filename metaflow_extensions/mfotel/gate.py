@@ -49,9 +49,12 @@ def active():
 def user_decospecs():
     """The user's own DEFAULT_DECOSPECS (environment or Metaflow's config file), without
     ``mfotel``; "" when there are none."""
-    from metaflow.metaflow_config_funcs import from_conf
+    try:
+        from metaflow.metaflow_config_funcs import from_conf
 
-    specs = (from_conf("DEFAULT_DECOSPECS", "") or "").split()
+        specs = str(from_conf("DEFAULT_DECOSPECS", "") or "").split()
+    except Exception:  # Metaflow's configuration is its own business to report
+        return ""
     return " ".join(spec for spec in specs if spec.split(":", 1)[0] != "mfotel")
 
 
