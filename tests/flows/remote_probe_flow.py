@@ -31,6 +31,17 @@ class RemoteProbeFlow(FlowSpec):
         print("join")
         if os.environ.get("REMOTE_PROBE_FAIL") == "join":
             raise RuntimeError("join was told to fail")
+        if os.environ.get("REMOTE_PROBE_KILL") == "container":
+            # The whole container dies at once (its node fails, the cgroup is OOM-killed):
+            # every process in it, mfotel's agent too. Only inside an emulated container,
+            # whose PID 1 is the container's bash (tests/containers.py).
+            with open("/proc/1/comm") as comm:
+                assert comm.read().strip() == "bash", "not in an emulated container"
+            for i in range(30):
+                print(f"tick {i}", flush=True)
+                time.sleep(0.1)
+            os.kill(-1, signal.SIGKILL)  # everyone in the container but its init...
+            os.kill(os.getpid(), signal.SIGKILL)  # ... and this task
         if os.environ.get("REMOTE_PROBE_KILL") == "join":
             for i in range(10):
                 print(f"before kill {i}", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -542,3 +543,35 @@ def test_an_older_python_in_the_image_is_one_line(deployment: Deployment, tmp_pa
         assert "needs Python >= 3.9" in line and "3.8" in line, line
         assert "start out 2" in run.output.splitlines()
         assert not rx.spans() and not rx.logs()
+
+
+def test_a_container_killed_whole_loses_at_most_the_last_second_live(
+    deployment: Deployment, stock_image_python: Path, tmp_path: Path
+) -> None:
+    """Every process of the container SIGKILLed at once, mfotel's agent with them: each line
+    printed more than a second before the kill arrived live, with its persisted id."""
+    from mfotel.logs._mflog import parse
+
+    with OTLPReceiver(grpc=False, http=True) as rx:
+        template = copy.deepcopy(deployment.template)
+        for item in template["spec"]["templates"]:
+            if "container" in item:
+                env = [e for e in item["container"]["env"] if e["name"] != "MFOTEL_REMOTE_ENDPOINT"]
+                ours = {"name": "MFOTEL_REMOTE_ENDPOINT", "value": rx.http_endpoint}
+                item["container"]["env"] = [*env, ours]
+        platform = {**deployment.platform, "REMOTE_PROBE_KILL": "container"}
+        runs = ArgoWorkflow(template, stock_image_python, tmp_path, platform).run()
+        assert [r.name for r in runs] == ["start", "fan", "fan", "join"]
+        assert runs[-1].returncode != 0
+        ticks = []
+        for raw in (runs[-1].workdir / ".logs" / "mflog_stdout").read_bytes().splitlines():
+            line = parse(raw)
+            if line is not None and line.text.startswith(b"tick "):
+                ticks.append((line.uid, line.time_ns))
+        assert len(ticks) == 30, ticks
+        time.sleep(1.0)  # anything still on its way
+        received = {r.attributes.get("log.record.uid") for r in rx.logs()}
+    killed_at = ticks[-1][1]
+    late = [uid for uid, at in ticks if at > killed_at - 10**9]
+    assert {uid for uid, _ in ticks} - set(late) <= received, sorted(received)[:3]
+    assert len(late) <= 11
