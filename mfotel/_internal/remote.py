@@ -161,3 +161,28 @@ def apply_remote_endpoint(environ: MutableMapping[str, str]) -> str | None:
             "literal address)"
         )
     return None
+
+
+def remote_endpoint_problem(environ: Mapping[str, str]) -> str | None:
+    """Whether ``MFOTEL_REMOTE_ENDPOINT`` can work in a container, checked where the flow is
+    launched or deployed (``$(VAR)`` stands for a host name there): a line naming the value
+    and the fix, or None."""
+    raw = environ.get(ENV_REMOTE_ENDPOINT, "").strip()
+    if not raw:
+        return None
+    from mfotel._internal.otlp.config import ConfigError, resolve_target
+
+    value, _ = expand(raw, {name: "node" for name in _REFERENCE_NAMES.findall(raw)})
+    probe = {k: v for k, v in environ.items() if k.startswith("OTEL_EXPORTER_OTLP_PROTOCOL")}
+    probe[ENDPOINT] = value
+    try:
+        resolve_target("traces", probe)
+    except ConfigError as exc:
+        return (
+            f"{ENV_REMOTE_ENDPOINT}={raw!r} cannot work in the steps' containers ({exc}); "
+            "their telemetry would be spooled: set it to a URL such as http://host:4318"
+        )
+    return None
+
+
+_REFERENCE_NAMES = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")

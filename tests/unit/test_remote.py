@@ -172,3 +172,22 @@ def test_the_ecs_metadata_endpoint_names_task_and_container() -> None:
     assert found["aws.ecs.launchtype"] == "fargate"
     assert len(found["container.id"]) == 64
     assert ecs_attributes({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("http://$(METAFLOW_KUBERNETES_NODE_IP):4318", True),
+        ("http://otel-gateway.observability:4318", True),
+        ("collector:4318:x", False),
+        ("ftp://collector", False),
+    ],
+)
+def test_a_remote_endpoint_is_checked_where_the_flow_is_deployed(value: str, ok: bool) -> None:
+    """A value no container could use is named (with the fix) at deploy time."""
+    from mfotel._internal.remote import remote_endpoint_problem
+
+    problem = remote_endpoint_problem({"MFOTEL_REMOTE_ENDPOINT": value})
+    assert (problem is None) == ok, problem
+    if problem:
+        assert value in problem and "http://host:4318" in problem

@@ -36,10 +36,17 @@ class MfotelDecorator(StepDecorator):
         if not gate.active():
             return
         try:
-            from mfotel._internal.remote import container_env, runs_elsewhere
+            from mfotel._internal.remote import (
+                container_env,
+                remote_endpoint_problem,
+                runs_elsewhere,
+            )
 
             if not runs_elsewhere([d.name for d in decorators]):
                 return
+            problem = remote_endpoint_problem(os.environ)
+            if problem:
+                gate.warn_once(problem)  # here, days before a container would say it
             _add_environment(decorators, container_env(os.environ))
         except Exception as exc:
             gate.warn_once("telemetry settings are not passed to step %s: %s" % (step_name, exc))
