@@ -88,6 +88,13 @@ def run(environ: Mapping[str, str], spool_folder: str | None = None) -> Report:
         lines.append(f"  {signal:<8} {target.protocol:<14} {target.endpoint}{where}: {state}")
         for warning in target.warnings:
             lines.append(f"           warning: {warning}")
+    remote = settings.MFOTEL_REMOTE_ENDPOINT.get_str(environ)
+    if remote:
+        from mfotel._internal.remote import remote_endpoint_problem
+
+        problem = remote_endpoint_problem(environ)
+        ok = ok and problem is None
+        lines.append(f"  remote steps send to {remote}: {problem or 'a usable URL'}")
     folder = os.path.abspath(spool_folder) if spool_folder else default_spool_dir(environ)
     pending = Spool(folder, 1 << 62).pending()
     waiting = sum(pending.values())

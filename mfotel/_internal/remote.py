@@ -178,8 +178,9 @@ def remote_endpoint_problem(environ: Mapping[str, str]) -> str | None:
     try:
         resolve_target("traces", probe)
     except ConfigError as exc:
+        detail = str(exc).replace(f"{ENDPOINT}={value!r}", "it")
         return (
-            f"{ENV_REMOTE_ENDPOINT}={raw!r} cannot work in the steps' containers ({exc}); "
+            f"{ENV_REMOTE_ENDPOINT}={raw!r} cannot work in the steps' containers ({detail}); "
             "their telemetry would be spooled: set it to a URL such as http://host:4318"
         )
     return None
