@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-backfill bench-tags bench-container compile collector clean
+.PHONY: demo test bench bench-backfill bench-tags bench-container bench-chatty compile collector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-tags: $(STAMP) compile collector
 
 bench-container: $(STAMP) compile
 	$(PY) benchmarks/bench_container.py
+
+bench-chatty: $(STAMP) compile
+	$(PY) benchmarks/bench_chatty.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
