@@ -110,7 +110,26 @@ class _Scope:
         links: list[dict[str, str]] | None = None,
         tee: bool | None = None,
     ) -> None:
+        self.client.send(
+            self.end_message(name, context, parent_span_id, start_ns, exc, kind, attrs, links, tee)
+        )
+
+    def end_message(
+        self,
+        name: str,
+        context: SpanContext,
+        parent_span_id: bytes,
+        start_ns: int,
+        exc: BaseException | None,
+        kind: int = SPAN_KIND_INTERNAL,
+        attrs: Mapping[str, Any] | None = None,
+        links: list[dict[str, str]] | None = None,
+        tee: bool | None = None,
+    ) -> dict[str, Any]:
+        """The ``end`` message of a span, ending now (sent later by whoever holds it)."""
         body: dict[str, Any] = {
+            "t": "end",
+            "ctx": self.ctx,
             "sid": context.span_id.hex(),
             "psid": parent_span_id.hex(),
             "name": name,
@@ -129,7 +148,7 @@ class _Scope:
             body["status"] = 2
             body["msg"] = str(exc) or type(exc).__name__
             body["exc"] = _exception_info(exc)
-        self.send("end", body)
+        return body
 
 
 class _Run:
@@ -299,7 +318,7 @@ class _Task:
         self.flow_name, self.run_id = flow_name, run_id
         self.attempt = attempt
         self.pathspec = f"{flow_name}/{run_id}/{step_name}/{task_id}"
-        self.final_attempt = attempt >= _retries(obj, step_name, kwargs)
+
         # Derived, so that a later backfill of this attempt's persisted log joins this span.
         span_id = attempt_span_id(
             parent.trace_id, f"{flow_name}/{run_id}/{step_name}/{task_id}", attempt
@@ -326,6 +345,9 @@ class _Task:
         # A deployment's step (Argo Workflows, Step Functions, Airflow): no runtime process
         # owns the run, so its tasks make the run's root span (see _root_end).
         self.run_start = os.environ.get(ENV_RUN_START) if self.socket_path is None else None
+        self.final_attempt = self.run_start is not None and attempt >= _retries(
+            obj, step_name, kwargs
+        )
         role = "task"
         if self.socket_path is None:
             # No runtime launched this task (a Batch or Kubernetes container, a scheduler's
@@ -456,25 +478,19 @@ class _Task:
         run, as every task's parent does; it starts when the scheduler says the run started."""
         assert self.run_start is not None
         root = root_context(self.flow_name, self.run_id)
-        body: dict[str, Any] = {
-            "t": "end",
-            "ctx": {
-                "tid": root.trace_id.hex(),
-                "sid": root.span_id.hex(),
-                "res": self.scope.ctx["res"],
-            },
-            "sid": root.span_id.hex(),
-            "psid": "",
-            "name": f"RUN {self.flow_name}",
-            "kind": SPAN_KIND_SERVER,
-            "start_ns": _parse_time(self.run_start) or self.start_ns,
-            "end_ns": time.time_ns(),
-            "sampled": root.sampled,
-            "attrs": {
+        ctx = {"tid": root.trace_id.hex(), "sid": root.span_id.hex(), "res": self.scope.ctx["res"]}
+        body = _Scope(self.scope.client, root, ctx).end_message(
+            f"RUN {self.flow_name}",
+            root,
+            b"",
+            _parse_time(self.run_start) or self.start_ns,
+            None,
+            kind=SPAN_KIND_SERVER,
+            attrs={
                 "cicd.pipeline.result": "failure" if failed else "success",
                 "metaflow.run.ended_by": self.pathspec,
             },
-        }
+        )
         if failed:
             body["status"] = 2
             body["msg"] = f"{self.pathspec} failed"

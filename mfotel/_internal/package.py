@@ -10,6 +10,7 @@ import is missing.
 
 from __future__ import annotations
 
+import functools
 import os
 
 # Entry points: what Metaflow's hooks, the monitor and event logger, and the spawned
@@ -73,9 +74,11 @@ def module_file(root: str, module: str) -> str:
     return os.path.join(base, "__init__.py") if os.path.isdir(base) else base + ".py"
 
 
+@functools.lru_cache(maxsize=1)
 def task_files() -> list[tuple[str, str]]:
     """``(path, name in the package)`` of every module a task needs, as ``add_to_package``
-    returns them (Metaflow >= 2.16 puts them under ``.mf_code/``, on the task's path)."""
+    returns them (Metaflow >= 2.16 puts them under ``.mf_code/``, on the task's path); once per
+    process, though Metaflow asks once per step."""
     import mfotel
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(mfotel.__file__)))

@@ -75,10 +75,14 @@ def deployer(command: Sequence[str]) -> str | None:
 
 
 def runs_elsewhere(decorator_names: Iterable[str], command: Sequence[str] | None = None) -> bool:
-    """Whether a step with these decorators, in this command, runs in another machine."""
+    """Whether a step with these decorators, in this command, runs in another machine (a
+    task itself, ``step``, launches nothing: it is the step that ran elsewhere)."""
+    command = metaflow_command() if command is None else command
+    if command[:1] in (["step"], ["init"]):
+        return False
     if any(name in REMOTE_DECORATORS for name in decorator_names):
         return True
-    return deployer(metaflow_command() if command is None else command) is not None
+    return deployer(command) is not None
 
 
 def forwarded(key: str) -> bool:
@@ -172,7 +176,8 @@ def remote_endpoint_problem(environ: Mapping[str, str]) -> str | None:
         return None
     from mfotel._internal.otlp.config import ConfigError, resolve_target
 
-    value, _ = expand(raw, {name: "node" for name in _REFERENCE_NAMES.findall(raw)})
+    _, references = expand(raw, {})
+    value, _ = expand(raw, dict.fromkeys(references, "node"))
     probe = {k: v for k, v in environ.items() if k.startswith("OTEL_EXPORTER_OTLP_PROTOCOL")}
     probe[ENDPOINT] = value
     try:
@@ -185,5 +190,3 @@ def remote_endpoint_problem(environ: Mapping[str, str]) -> str | None:
         )
     return None
 
-
-_REFERENCE_NAMES = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")

@@ -100,6 +100,7 @@ def test_which_steps_run_elsewhere() -> None:
     assert not runs_elsewhere(["retry", "environment"], command=["run"])
     assert not runs_elsewhere(["retry"], command=["run", "--tag", "airflow"])
     assert not runs_elsewhere(["retry"], command=["argo-workflows", "trigger"])
+    assert not runs_elsewhere(["kubernetes"], command=["step", "start"])  # the pod's own task
     launched = container_env(LAPTOP, command=["run", "--tag", "argo-workflows", "create"])
     assert "TRACEPARENT" in launched and "MFOTEL_RUN_START" not in launched
 

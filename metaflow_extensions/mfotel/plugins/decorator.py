@@ -27,7 +27,7 @@ class MfotelDecorator(StepDecorator):
         try:
             from mfotel._internal.package import task_files
 
-            return task_files()
+            return list(task_files())
         except Exception as exc:
             gate.warn_once("the code package carries no telemetry runtime: %s" % (exc,))
             return []
