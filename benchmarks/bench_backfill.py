@@ -32,51 +32,11 @@ import textwrap
 import time
 from pathlib import Path
 
+from log_receiver import counts
+from log_receiver import start as start_receiver
+
 TASKS = 64
 RUN_ID = "1796000000000001"
-
-RECEIVER = textwrap.dedent(
-    """
-    import sys, threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb
-    lock = threading.Lock()
-    state = {"records": 0, "uids": set()}
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a): pass
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            req = pb.ExportLogsServiceRequest.FromString(body)
-            uids = []
-            for rl in req.resource_logs:
-                for sl in rl.scope_logs:
-                    for rec in sl.log_records:
-                        for kv in rec.attributes:
-                            if kv.key == "log.record.uid":
-                                uids.append(kv.value.string_value)
-            with lock:
-                state["records"] += len(uids)
-                state["uids"].update(uids)
-            out = pb.ExportLogsServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-        def do_GET(self):
-            with lock:
-                out = ("%d %d" % (state["records"], len(state["uids"]))).encode()
-                state["records"] = 0
-                state["uids"] = set()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-    """
-)
 
 SDK_PATH = textwrap.dedent(
     """
@@ -168,20 +128,16 @@ def measure(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, flo
 
 
 def delivered(port: int) -> tuple[int, int]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as answer:
-        records, distinct = answer.read().split()
-    return int(records), int(distinct)
+    """Records and distinct line ids since the last call."""
+    records, distinct, _, _ = counts(port, reset=True)
+    return records, distinct
 
 
 def main() -> None:
     megabytes = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     work = Path(tempfile.mkdtemp(prefix="mfotel-bench-backfill-"))
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    receiver, port = start_receiver()
     try:
-        assert receiver.stdout is not None
-        port = int(receiver.stdout.readline())
         root = work / ".metaflow"
         size, lines = generate(root, megabytes)
         print(f"data: {size / 1e6:.0f} MB, {lines:,} lines in {TASKS * 2} files")

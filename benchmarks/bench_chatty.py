@@ -19,72 +19,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-FLOW = Path(__file__).with_name("chatty_flow.py")
+from log_receiver import counts
+from log_receiver import start as start_receiver
+
+FLOW = Path(__file__).parent.parent / "tests" / "flows" / "chatty_flow.py"
 ROLES = {
     b"mfotel._internal.agent": "agent",
     b"mfotel.logs._relay": "relay",
     b"mfotel.logs._tee": "tee",
 }
-
-RECEIVER = textwrap.dedent(
-    """
-    import threading, time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb
-    lock = threading.Lock()
-    state = {"records": 0, "uids": set(), "last": 0.0, "lag": 0.0}
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a): pass
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            uids, lag, now = [], 0.0, time.time()
-            if self.path.endswith("/v1/logs"):
-                req = pb.ExportLogsServiceRequest.FromString(body)
-                for rl in req.resource_logs:
-                    for sl in rl.scope_logs:
-                        for rec in sl.log_records:
-                            lag = max(lag, now - rec.time_unix_nano / 1e9)
-                            for kv in rec.attributes:
-                                if kv.key == "log.record.uid":
-                                    uids.append(kv.value.string_value)
-            with lock:
-                state["records"] += len(uids)
-                state["uids"].update(uids)
-                state["lag"] = max(state["lag"], lag)
-                if uids:
-                    state["last"] = now
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        def do_GET(self):
-            with lock:
-                counts = (state["records"], len(state["uids"]), state["last"], state["lag"])
-                out = ("%d %d %.6f %.6f" % counts).encode()
-                if self.path == "/reset":
-                    state.update(records=0, uids=set(), last=0.0, lag=0.0)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-    """
-)
-
-
-def _get(port: int, path: str) -> tuple[int, int, float, float]:
-    """Records, distinct line ids, when the last arrived, and the largest arrival lag."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-        records, uids, last, lag = response.read().decode().split()
-    return int(records), int(uids), float(last), float(lag)
 
 
 class Watcher:
@@ -178,9 +125,7 @@ def main() -> None:
     pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     lines = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
-    assert receiver.stdout is not None
-    port = int(receiver.stdout.readline())
+    receiver, port = start_receiver()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MFOTEL_", "MF_"))}
     base.update(USER=base.get("USER", "bench"), CHATTY_LINES=str(lines))
     modes = {
@@ -196,7 +141,7 @@ def main() -> None:
         for index in range(pairs):
             order = ["off", "mfotel"] if index % 2 == 0 else ["mfotel", "off"]
             for mode in order:
-                _get(port, "/reset")
+                counts(port, reset=True)
                 wall, helpers = run_once(modes[mode])
                 walls[mode].append(wall)
                 if mode != "mfotel":
@@ -204,7 +149,7 @@ def main() -> None:
                 ended = time.time()
                 deadline = time.monotonic() + 120
                 while True:
-                    records, uids, last, lag = _get(port, "/")
+                    records, uids, last, lag = counts(port)
                     if uids >= lines or time.monotonic() > deadline:
                         break
                     time.sleep(0.05)

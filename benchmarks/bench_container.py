@@ -79,15 +79,7 @@ def main() -> None:
 
 
 def _run(rounds: int, work: Path, moto: Any) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = moto.client()
     s3.create_bucket(Bucket="bench")
     from metaflow.metaflow_version import get_version
 

@@ -35,7 +35,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.emulators import MotoServer
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mfotel" / "test-envs"
 REPO = Path(__file__).parent.parent
@@ -62,25 +65,21 @@ def cpython(version: str) -> Path:
     )
 
 
+def _pip(python: Path, *args: str, timeout: float = 900) -> None:
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args],
+        check=True,
+        timeout=timeout,
+    )
+
+
 def _venv(folder: Path, base: Path, packages: list[str], marker: str) -> Path:
     python = folder / "bin" / "python"
     ready = folder / ".ready"
     if not (ready.exists() and ready.read_text() == marker):
         subprocess.run([str(base), "-m", "venv", "--clear", str(folder)], check=True)
         if packages:
-            subprocess.run(
-                [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    *packages,
-                ],
-                check=True,
-                timeout=900,
-            )
+            _pip(python, *packages)
         ready.write_text(marker)
     return python
 
@@ -118,27 +117,13 @@ def build_wheel(out: Path) -> Path:
     return wheel
 
 
-def user_python(metaflow_version: str, wheel: Path, extras: tuple[str, ...] = ()) -> Path:
+def user_python(metaflow_version: str, wheel: Path) -> Path:
     """A user's environment: Metaflow ``metaflow_version`` and mfotel installed from its wheel
-    (not editable), plus ``extras``. The dependencies are cached; the wheel goes in fresh."""
-    packages = [f"metaflow=={metaflow_version}", "kubernetes", *extras]
+    (not editable). The dependencies are cached; the wheel goes in fresh."""
+    packages = [f"metaflow=={metaflow_version}", "kubernetes"]
     folder = CACHE / f"user-mf{metaflow_version}-py{sys.version_info.major}{sys.version_info.minor}"
     python = _venv(folder, Path(sys._base_executable), [*packages, str(wheel)], "\n".join(packages))
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--force-reinstall",
-            str(wheel),
-        ],
-        check=True,
-        timeout=300,
-    )
+    _pip(python, "--no-deps", "--force-reinstall", str(wheel), timeout=300)
     return python
 
 
@@ -443,22 +428,11 @@ def compile_flow(
     )
 
 
-def aws_batch_env(moto_endpoint: str) -> dict[str, str]:
+def aws_batch_env(moto: MotoServer) -> dict[str, str]:
     """A moto account ready for `step-functions create` and `@batch`: an IAM role, a VPC, a
     Fargate compute environment and its job queue, and a DynamoDB table name; returns the
     Metaflow settings that name them."""
-    import boto3
-
-    def client(name: str) -> Any:
-        return boto3.client(
-            name,
-            endpoint_url=moto_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    iam, ec2, batch = client("iam"), client("ec2"), client("batch")
+    iam, ec2, batch = moto.client("iam"), moto.client("ec2"), moto.client("batch")
     try:
         role = iam.get_role(RoleName="mf-batch")["Role"]["Arn"]
     except iam.exceptions.NoSuchEntityException:
@@ -641,19 +615,9 @@ class StepFunctionsExecution:
         raise ArgoError(f"no value for the path {path!r} in this emulation")
 
 
-def job_environments(
-    moto_endpoint: str, definition: Mapping[str, Any]
-) -> dict[str, dict[str, str]]:
+def job_environments(moto: MotoServer, definition: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """The environment of every Batch job definition the state machine names, from moto."""
-    import boto3
-
-    batch = boto3.client(
-        "batch",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    batch = moto.client("batch")
     arns = sorted(
         {
             s["Parameters"]["JobDefinition"]

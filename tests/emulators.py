@@ -168,12 +168,12 @@ class MotoServer:
     env: dict[str, str]
     process: EmulatorProcess
 
-    def client(self) -> Any:
-        """A boto3 S3 client for this server, independent of os.environ."""
+    def client(self, service: str = "s3") -> Any:
+        """A boto3 client of ``service`` for this server, independent of os.environ."""
         import boto3
 
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.endpoint,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",

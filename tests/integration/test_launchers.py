@@ -108,8 +108,6 @@ def test_batch_jobs_get_the_settings_and_join_the_laptops_trace(
     trace context and the remote endpoint, never the laptop's endpoint or headers. moto cannot
     run the job, so the laptop's run fails; the job's container, run as Batch would run it,
     exports into the laptop run's trace."""
-    import boto3
-
     bucket = moto_server.make_bucket("batch-launch")
     with (
         OTLPReceiver(grpc=False, http=True) as laptop,
@@ -125,14 +123,14 @@ def test_batch_jobs_get_the_settings_and_join_the_laptops_trace(
                 moto_server,
                 bucket,
                 laptop,
-                **aws_batch_env(moto_server.endpoint),
+                **aws_batch_env(moto_server),
                 MFOTEL_REMOTE_ENDPOINT=gateway.http_endpoint,
                 MFOTEL_SHUTDOWN_TIMEOUT_MS="1000",
             ),
             timeout=600,
         )
         assert run.returncode != 0  # moto has no Docker to run the job with
-        batch = boto3.client("batch", region_name="us-east-1", **_moto(moto_server))
+        batch = moto_server.client("batch")
         summaries = batch.list_jobs(jobQueue="mf-queue", jobStatus="FAILED")["jobSummaryList"]
         (job,) = [
             j
@@ -174,11 +172,3 @@ def test_batch_jobs_get_the_settings_and_join_the_laptops_trace(
         assert start.resource["metaflow.runtime"] == "batch"
         assert start.resource["aws.batch.job.id"] == job_id
         assert "start out" in {r.body for r in gateway.logs()}
-
-
-def _moto(moto: MotoServer) -> dict[str, str]:
-    return {
-        "endpoint_url": moto.endpoint,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }

@@ -14,7 +14,7 @@ from mfotel.testing import OTLPReceiver
 from tests.conftest import otlp_env, run_flow
 from tests.containers import user_python
 from tests.emulators import MotoServer
-from tests.integration.test_argo_workflows import deploy, node_endpoint
+from tests.integration.test_argo_workflows import Deployment, deployed
 
 pytestmark = pytest.mark.flow
 
@@ -58,29 +58,15 @@ def floor_deployment(
     moto_server: MotoServer,
     floor_python: Path,
     stock_image_python: Path,
-) -> Iterator[object]:
-    bucket = moto_server.make_bucket("argo-floor")
-    root = tmp_path_factory.mktemp("argo-floor")
-    with OTLPReceiver(grpc=False, http=True) as receiver:
-        done = deploy(
-            root,
-            moto_server,
-            floor_python,
-            stock_image_python,
-            bucket,
-            node_endpoint(receiver),
-            receiver,
-        )
-        receiver.wait_for(lambda r: any(s.name == "RUN RemoteProbeFlow" for s in r.spans()), 20)
-        yield done
+) -> Iterator[Deployment]:
+    yield from deployed(
+        tmp_path_factory, moto_server, floor_python, stock_image_python, "argo-floor"
+    )
 
 
-def test_the_floor_deploys_to_argo_and_runs_on_a_stock_image(floor_deployment: object) -> None:
+def test_the_floor_deploys_to_argo_and_runs_on_a_stock_image(floor_deployment: Deployment) -> None:
     """An Argo Workflows template compiled by Metaflow 2.16.0 carries the settings; its steps
     succeed on a stock image and export a whole trace."""
-    from tests.integration.test_argo_workflows import Deployment
-
-    assert isinstance(floor_deployment, Deployment)
     assert [c.returncode for c in floor_deployment.containers] == [0] * 5, [
         c.output for c in floor_deployment.containers
     ]

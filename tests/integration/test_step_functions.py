@@ -57,7 +57,7 @@ def deployment(
             ["step-functions", "create", "--only-json"],
             {
                 **moto_server.env,
-                **aws_batch_env(moto_server.endpoint),
+                **aws_batch_env(moto_server),
                 "METAFLOW_DEFAULT_DATASTORE": "s3",
                 "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/metaflow",
                 "MF_TRACING": "otlp",
@@ -70,7 +70,7 @@ def deployment(
         )
         assert compiled.returncode == 0, compiled.stderr
         definition = json.loads(compiled.stdout[compiled.stdout.index("{") :])
-        jobs = job_environments(moto_server.endpoint, definition)
+        jobs = job_environments(moto_server, definition)
         credentials = {k: v for k, v in moto_server.env.items() if k.startswith("AWS_")}
         execution = StepFunctionsExecution(
             definition, jobs, stock_image_python, root / "batch", credentials, metadata
