@@ -140,6 +140,19 @@ class AgentClient:
                     return
                 self._spill_queue()
 
+    def pump(self) -> None:
+        """Push what is queued as far as the socket takes it now; never blocks. (A sender that
+        goes quiet, such as the run's log relay between tasks, calls this so that its last
+        messages do not wait for its next one.)"""
+        with self._lock:
+            if not self._closed and self._queue and os.getpid() == self._pid:
+                self._pump()
+
+    @property
+    def queued(self) -> bool:
+        """Whether messages wait to be sent."""
+        return bool(self._queue)
+
     @property
     def connected(self) -> bool:
         return self._sock is not None

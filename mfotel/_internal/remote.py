@@ -189,4 +189,3 @@ def remote_endpoint_problem(environ: Mapping[str, str]) -> str | None:
             "their telemetry would be spooled: set it to a URL such as http://host:4318"
         )
     return None
-

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 CHUNK = 65536
 MAX_HELLO = 1 << 20
 IDLE_POLL_MS = 500
+PUMP_POLL_MS = 10  # while messages wait for the agent
 _NAMES = ("stdout", "stderr")
 
 
@@ -62,7 +63,9 @@ class Relay:
 
     def serve(self) -> None:
         while self.tasks or not parent_gone(self.parent_pid):
-            for fd, events in self.poller.poll(IDLE_POLL_MS):
+            # While messages wait for the agent, come back soon to push them on.
+            timeout = PUMP_POLL_MS if self.client.queued else IDLE_POLL_MS
+            for fd, events in self.poller.poll(timeout):
                 try:
                     if events & select.POLLNVAL:
                         self.poller.unregister(fd)  # closed under us; nothing left to serve
@@ -76,6 +79,8 @@ class Relay:
                     # The relay serves every task of the run: one task's trouble must not
                     # stop it. (Per-chunk trouble is already handled in _read.)
                     pass
+            if self.client.queued:
+                self.client.pump()
 
     def _accept(self) -> None:
         while True:

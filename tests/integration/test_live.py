@@ -128,3 +128,20 @@ def test_a_runtime_killed_hard_leaves_nothing_holding_its_output(
     finally:
         stop.write_text("stop")
     assert flow.returncode == -signal.SIGKILL
+
+
+def test_a_chatty_task_delivers_every_line_live(tmp_path: Path, receiver: OTLPReceiver) -> None:
+    """20,000 lines as fast as a task prints them: every one arrives live, once, by the end of
+    the run; nothing is left in the spool's inbox for a replay. (The run's log relay used to
+    keep its last queued lines until it exited, after the agent: they went to the inbox.)"""
+    from tests.conftest import run_flow
+
+    run = run_flow(
+        "chatty_flow.py", tmp_path, env=otlp_env(receiver, CHATTY_LINES="20000"), timeout=300
+    )
+    assert run.returncode == 0, run.output
+    uids = [r.attributes.get("log.record.uid") for r in receiver.logs()]
+    bodies = [str(r.body) for r in receiver.logs() if str(r.body).startswith("step ")]
+    assert len(bodies) == 20000 and len(set(uids)) == len(uids), (len(bodies), len(uids))
+    inbox = tmp_path / ".metaflow" / ".mfotel" / "spool" / "inbox"
+    assert not inbox.exists() or not list(inbox.iterdir()), list(inbox.iterdir())

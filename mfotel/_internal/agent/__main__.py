@@ -111,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         pass
     if debug:
         warn(f"mfotel agent: listening at {args.socket} ({time.process_time():.3f}s cpu)")
+    # From the run's end, everything fits in MFOTEL_SHUTDOWN_TIMEOUT_MS (plus a little), which
+    # is how long the runtime (or a container's task) waits for our byte: up to half of it for
+    # the log carriers' last lines, the rest for sending.
+    agent.logs_wait_s = shutdown_s / 2
     agent.serve()
-    # Everything from here fits in MFOTEL_SHUTDOWN_TIMEOUT_MS (plus a little), which is how
-    # long the task waits for our byte before it hands the spool to the datastore.
-    deadline = time.monotonic() + shutdown_s
-    pipeline.finish(settle_s=min(2.0, shutdown_s / 2))
+    deadline = (agent.run_end_at or time.monotonic()) + shutdown_s
+    pipeline.finish(settle_s=max(0.0, min(2.0, (deadline - time.monotonic()) / 2)))
     sink.close(max(0.0, deadline - time.monotonic()))
     if agent.attempt is not None and (
         agent.killed or (args.parent_pid is not None and parent_gone(args.parent_pid))

@@ -70,6 +70,12 @@ class Agent:
         self._next_id = 0
         self._runtime_conns: set[int] = set()
         self._runtime_seen = False
+        # Captured attempts whose log carrier (relay, tee) has not yet said it handed over
+        # their last line: the run's end waits for them, at most ``logs_wait_s``.
+        self._logs_open: set[str] = set()
+        self._logs_closed: set[str] = set()
+        self.logs_wait_s = 0.0
+        self.run_end_at: float | None = None
         self._last_inbox = 0.0
         # The attempt an agent of a container task serves: where it ran and where it keeps
         # its logs, for when that task is killed (see hand_off in __main__).
@@ -124,7 +130,10 @@ class Agent:
 
     def _done(self) -> bool:
         if self.pipeline.run_ended and self._runtime_seen and not self._runtime_conns:
-            return True
+            # A chatty task's last lines may still be on their way from its log carrier.
+            waited = time.monotonic() - (self.run_end_at or 0.0)
+            if not self._logs_open or waited >= self.logs_wait_s:
+                return True
         return self.parent_pid is not None and parent_gone(self.parent_pid)
 
     def _accept(self) -> None:
@@ -191,6 +200,14 @@ class Agent:
                     self.on_attempt(self.attempt)
         elif kind == "logs_closed" or (kind == "end" and message.get("tee") is False):
             self.sweeper.schedule(message["ctx"])
+            if kind == "logs_closed":
+                sid = str(message["ctx"].get("sid"))
+                self._logs_open.discard(sid)
+                self._logs_closed.add(sid)
+        if kind == "end" and message.get("tee") is True and message["sid"] not in self._logs_closed:
+            self._logs_open.add(str(message["sid"]))
+        elif kind == "run_end" and self.run_end_at is None:
+            self.run_end_at = time.monotonic()
 
     def _close(self, conn: _Conn) -> None:
         # A partial last line means the sender spooled that message whole; drop our half.
