@@ -47,6 +47,9 @@ ENV_LAUNCH = "MFOTEL_LAUNCH_NS"
 ENV_RELAY = "MFOTEL_RELAY_SOCKET"
 TEE_DRAIN_S = 2.0  # how long a container task waits for Metaflow's tee to write its last lines
 AGENT_END_SLACK_S = 2.0  # ... and for its agent, beyond MFOTEL_SHUTDOWN_TIMEOUT_MS
+# How long Metaflow's save_logs waits, beyond MFOTEL_SHUTDOWN_TIMEOUT_MS, for the agent of a
+# killed container task to send what it has and hand the rest to the datastore.
+HANDOFF_WAIT_S = 8.0
 ENV_INERT = "MFOTEL_INERT"  # set by a runtime whose telemetry could not start
 ENV_RUN_START = "MFOTEL_RUN_START"  # set in a deployment's steps: see remote.RUN_START
 SPAN_KIND_INTERNAL = 1
@@ -367,7 +370,11 @@ class _Task:
             )
             began = time.monotonic()
             self.agent = _start_agent(
-                self.socket_path, self.spool_dir, self.state_dir, settings.tracing_mode()
+                self.socket_path,
+                self.spool_dir,
+                self.state_dir,
+                settings.tracing_mode(),
+                hold=(self.pathspec, attempt),
             )
             self.debug = settings.MFOTEL_DEBUG.get_bool()
             if self.debug:
@@ -694,18 +701,56 @@ def _await_metaflow_tee(environ: Mapping[str, str], timeout: float) -> None:
         time.sleep(0.02)
 
 
-def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) -> Any:
+def _await_attempt_agent(environ: Mapping[str, str]) -> None:
+    """In a Batch or Kubernetes container, Metaflow's ``save_logs`` runs once the task has
+    exited, and the container ends right after it, taking every process with it. An agent
+    whose task was killed, or stopped waiting for it, is then still sending and has yet to
+    hand the attempt's ledger and spool to the datastore: give it that time (bounded), so
+    that a backfill later sends only what did not arrive, and nothing is left on a disk that
+    is about to go. Returns at once when no agent holds the attempt. Never raises."""
+    try:
+        pathspec, attempt = environ.get("MF_PATHSPEC"), environ.get("MF_ATTEMPT")
+        if not pathspec or not attempt or not attempt.isdigit():
+            return
+        from mfotel._internal.ipc import await_attempt
+
+        limit = settings.MFOTEL_SHUTDOWN_TIMEOUT_MS.get_int() / 1000.0 + HANDOFF_WAIT_S
+        waited = await_attempt(pathspec, int(attempt), limit)
+        if waited >= limit:
+            warn(
+                f"mfotel: the exporter of {pathspec} (attempt {attempt}) was still busy after "
+                f"{waited:.0f} s; the container ends without what it had not handed off"
+            )
+        elif waited > 0 and settings.MFOTEL_DEBUG.get_bool():
+            warn(f"mfotel debug: save_logs waited {waited * 1000:.0f} ms for the attempt's agent")
+    except Exception:  # Metaflow's own logs come first
+        pass
+
+
+def _start_agent(
+    socket_path: str,
+    spool_dir: str,
+    state_dir: str,
+    mode: str,
+    hold: tuple[str, int] | None = None,
+) -> Any:
     """Start the agent on a socket this process binds, so that it can connect and send at
-    once: what it sends waits in the socket while the agent's interpreter starts."""
+    once: what it sends waits in the socket while the agent's interpreter starts. With
+    ``hold`` (an attempt's pathspec and number), the agent also holds that attempt's lock
+    until it has handed everything off, which Metaflow's ``save_logs`` waits for (see
+    :func:`_await_attempt_agent`)."""
     import subprocess
 
-    from mfotel._internal.ipc import listen
+    from mfotel._internal.ipc import hold_attempt, listen
     from mfotel._internal.proc import boot_command
 
     listener = None
+    held = hold_attempt(*hold) if hold is not None else None
     try:
         os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
         listener = listen(socket_path)
+        fds = (listener.fileno(),) if held is None else (listener.fileno(), held)
+        extra = [] if held is None else ["--hold-fd", str(held)]
         return subprocess.Popen(
             [
                 *boot_command("mfotel._internal.agent.__main__", isolated=False),
@@ -721,11 +766,12 @@ def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) ->
                 str(listener.fileno()),
                 "--mode",
                 mode,
+                *extra,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             start_new_session=True,
-            pass_fds=(listener.fileno(),),
+            pass_fds=fds,
         )
     except OSError as exc:
         warn(f"mfotel: could not start the exporter ({exc}); telemetry is spooled to {spool_dir}")
@@ -733,6 +779,8 @@ def _start_agent(socket_path: str, spool_dir: str, state_dir: str, mode: str) ->
     finally:
         if listener is not None:
             listener.close()  # the agent has its own copy
+        if held is not None:
+            os.close(held)  # ... and of this
 
 
 # -- the metaflow.tracing interface ------------------------------------------------------
@@ -758,6 +806,9 @@ def cli(name: str) -> Callable[[F], F]:
                     os.environ[ENV_INERT] = "1"
                     return func(*args, **kwargs)
                 state: _Run | _Task = _run
+            elif name == "save_logs":
+                _await_attempt_agent(os.environ)
+                return func(*args, **kwargs)
             elif name == "cli/step" and _task is None and not os.environ.get(ENV_INERT):
                 try:
                     _task = _Task(_click_obj(), kwargs)

@@ -57,6 +57,55 @@ def listen(path: str) -> _Socket:
     return sock
 
 
+def _hold_path(pathspec: str, attempt: int) -> str:
+    import hashlib
+
+    key = hashlib.sha1(f"{pathspec}/{attempt}".encode("utf-8", "replace")).hexdigest()[:20]
+    return os.path.join(socket_dir(), f"attempt-{key}.hold")
+
+
+def hold_attempt(pathspec: str, attempt: int) -> int | None:
+    """An open file descriptor holding an exclusive lock named after this attempt, for its
+    agent to inherit and keep until it has handed everything off (the lock goes when the last
+    descriptor closes, so an agent that dies releases it too). None when it cannot be had."""
+    import fcntl
+
+    try:
+        os.makedirs(socket_dir(), mode=0o700, exist_ok=True)
+        fd = os.open(_hold_path(pathspec, attempt), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def await_attempt(pathspec: str, attempt: int, timeout_s: float) -> float:
+    """Wait (at most ``timeout_s``) while an agent still holds this attempt (see
+    :func:`hold_attempt`); the seconds waited. Returns at once when none does."""
+    import fcntl
+
+    began = time.monotonic()
+    try:
+        fd = os.open(_hold_path(pathspec, attempt), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0.0
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return time.monotonic() - began
+            except OSError:
+                if time.monotonic() - began >= timeout_s:
+                    return time.monotonic() - began
+                time.sleep(0.02)
+    finally:
+        os.close(fd)
+
+
 def inbox_dir(spool_dir: str) -> str:
     return os.path.join(spool_dir, "inbox")
 

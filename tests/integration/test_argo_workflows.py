@@ -341,7 +341,7 @@ def test_backfill_after_a_kill_sends_each_line_once(killed: Deployment) -> None:
     with OTLPReceiver(grpc=False, http=True) as later:
         summary = backfill(killed, later.http_endpoint)
         sent = {r.attributes["log.record.uid"] for r in later.logs()}
-    assert not sent & live, summary
+    assert not sent & live, (summary, sorted(persisted[u] for u in sent & live))
     assert sent | live == set(persisted), summary
     assert f"{len(live)} line(s) already delivered live" in summary, summary
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
-from mfotel._internal.ipc import AgentClient
+from mfotel._internal.ipc import AgentClient, await_attempt, hold_attempt
 
 
 def _server(path: str) -> socket.socket:
@@ -102,3 +106,33 @@ def test_a_fork_gets_its_own_connection(tmp_path: Path) -> None:
         conn, _ = server.accept()
         seen.append([m.get("who") for m in _read_all(conn) if m.get("t") == "x"])
     assert sorted(seen) == sorted([["parent-before", "parent-after"], ["child"]])
+
+
+def _holder(pathspec: str, attempt: int, code: str) -> subprocess.Popen[bytes]:
+    """A process that inherits the attempt's hold, as the agent does, and runs ``code``."""
+    fd = hold_attempt(pathspec, attempt)
+    assert fd is not None
+    try:
+        return subprocess.Popen([sys.executable, "-c", code], pass_fds=(fd,))
+    finally:
+        os.close(fd)  # the child's copy keeps the lock
+
+
+def test_save_logs_waits_for_the_agent_holding_the_attempt_and_no_longer() -> None:
+    """The hold is the agent's until it exits (or lets go): a waiter returns when it does, at
+    its own limit if the agent takes longer, and at once when no agent holds the attempt."""
+    pathspec = f"HoldFlow/{os.getpid()}/step/{time.time_ns()}"
+    assert await_attempt(pathspec, 0, 5.0) == 0.0  # never held
+    agent = _holder(pathspec, 0, "import time; time.sleep(0.6)")
+    waited = await_attempt(pathspec, 0, 10.0)
+    assert agent.poll() is not None and 0.3 < waited < 5.0, waited
+    agent = _holder(pathspec, 1, "import time; time.sleep(30)")
+    try:
+        assert 0.2 <= await_attempt(pathspec, 1, 0.2) < 2.0
+        assert await_attempt(pathspec, 0, 5.0) < 0.5  # another attempt's hold is not this one's
+        agent.send_signal(signal.SIGKILL)  # an agent killed with its container lets go too
+        agent.wait()
+        assert await_attempt(pathspec, 1, 10.0) < 0.5
+    finally:
+        agent.kill()
+        agent.wait()

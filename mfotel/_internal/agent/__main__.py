@@ -34,6 +34,7 @@ class _Args:
     state_dir = ""
     parent_pid: int | None = None
     listen_fd: int | None = None
+    hold_fd: int | None = None
     mode = "otlp"
 
 
@@ -51,6 +52,8 @@ def _parse_args(argv: list[str]) -> _Args:
         args.parent_pid = int(pairs["--parent-pid"])
     if "--listen-fd" in pairs:
         args.listen_fd = int(pairs["--listen-fd"])
+    if "--hold-fd" in pairs:
+        args.hold_fd = int(pairs["--hold-fd"])
     args.mode = pairs.get("--mode", "otlp")
     if args.mode not in ("otlp", "console"):
         raise SystemExit(f"mfotel agent: --mode must be otlp or console, not {args.mode!r}")
@@ -127,7 +130,23 @@ def main(argv: list[str] | None = None) -> int:
     _tell_runtime_done()
     if debug:
         warn(f"mfotel agent: done ({time.process_time():.3f}s cpu)")
+    _release(args.hold_fd)
     return 0
+
+
+def _release(fd: int | None) -> None:
+    """Let go of the attempt's lock, which Metaflow's save_logs may be waiting for (see
+    ``hooks._await_attempt_agent``): everything is sent, spooled or handed off by now."""
+    if fd is None:
+        return
+    try:
+        os.unlink(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _hint_datastore(exporter: Exporter, attempt: Mapping[str, Any]) -> None:
