@@ -1,11 +1,18 @@
 """A chatty task: one task printing 200,000 lines of ~100 bytes, telemetry off against on.
 
 ChattyFlow runs in alternating pairs (off, then mfotel; then mfotel, then off; ...). Reported:
-the flow's wall time (medians and the median of paired ratios), the CPU of mfotel's own log
-carrier and agent processes (read with ``wait4`` as this script, a child subreaper, reaps
-them) as lines per CPU second ("per core"), their peak RSS, and the lag between the run's end
-and the last line's arrival at an OTLP/HTTP receiver in its own process, which decodes every
-request with the official protobuf classes and checks that every line arrived exactly once.
+
+- the flow's wall time (medians and the median of paired ratios);
+- CPU, read with ``wait4`` as this script (a child subreaper) reaps each process: Metaflow's
+  runtime and task together, and mfotel's own log carrier and agent, as lines per CPU second
+  ("per core"), with their peak RSS;
+- the same work through the stock OpenTelemetry SDK path, in the same run: a process that
+  makes each of the task's lines a record with the same attributes and sends them with
+  ``opentelemetry-sdk``'s LoggerProvider, BatchLogRecordProcessor and OTLP/HTTP log exporter
+  to the same receiver (lines per CPU second of that process);
+- the largest lag between a task line's timestamp and its arrival, and the last line's
+  arrival after the run ended, at an OTLP/HTTP receiver in its own process, which decodes
+  every request with the official protobuf classes and checks that every line arrived once.
 
     python benchmarks/bench_chatty.py [PAIRS] [LINES]
 """
@@ -14,11 +21,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -88,37 +97,130 @@ class Watcher:
                         self.rss_kb[pid] = int(line.split()[1])
 
 
-def run_once(env: dict[str, str]) -> tuple[float, dict[str, tuple[float, int]]]:
-    """The flow's wall time, and (CPU s, peak RSS kB) of each helper role."""
+def run_once(
+    env: dict[str, str],
+) -> tuple[float, float, dict[str, tuple[float, int]]]:
+    """The flow's wall time, the CPU s of Metaflow's runtime and task, and (CPU s, peak RSS kB)
+    of each of mfotel's helper roles."""
     workdir = tempfile.mkdtemp(prefix="mfotel-chatty-")
     try:
         with Watcher() as watcher:
             began = time.perf_counter()
-            subprocess.run(
+            flow = subprocess.Popen(
                 [sys.executable, str(FLOW), "run"],
                 cwd=workdir,
                 env=env,
-                check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+            _, status, usage = os.wait4(flow.pid, 0)
             wall = time.perf_counter() - began
+            assert os.waitstatus_to_exitcode(status) == 0, "the flow failed"
+            flow.returncode = 0
             deadline = time.monotonic() + 60
-            while watcher.alive() and time.monotonic() < deadline:
+            reaped: dict[int, resource.struct_rusage] = {}
+            while time.monotonic() < deadline:
+                reaped.update(_reap())
+                if all(pid in reaped for pid in watcher.roles):
+                    break
                 time.sleep(0.02)
-        _reap()
-        return wall, watcher.by_role()
+        # wait4 counts a process with the children it reaped: the runtime with its tasks.
+        flow_cpu = usage.ru_utime + usage.ru_stime
+        helpers: dict[str, tuple[float, int]] = {}
+        for pid, role in watcher.roles.items():
+            got = reaped.get(pid)
+            if got is not None:
+                cpu, rss = got.ru_utime + got.ru_stime, got.ru_maxrss
+            else:  # reaped by the runtime, so counted in its figure: sampled, and moved here
+                cpu, rss = watcher.cpu.get(pid, 0.0), watcher.rss_kb.get(pid, 0)
+                flow_cpu -= cpu
+            old_cpu, old_rss = helpers.get(role, (0.0, 0))
+            helpers[role] = (old_cpu + cpu, max(old_rss, rss))
+        return wall, flow_cpu, helpers
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _reap() -> None:
+def _reap() -> dict[int, resource.struct_rusage]:
+    """Reap every exited child (the helpers come to us: we are their subreaper)."""
+    found: dict[int, resource.struct_rusage] = {}
     while True:
         try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                return
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return found
+        if pid == 0:
+            return found
+        found[pid] = usage
+
+
+SDK_PATH = textwrap.dedent(
+    """
+    import os, sys, time, uuid
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk.resources import Resource
+    lines, endpoint = int(sys.argv[1]), sys.argv[2]
+    provider = LoggerProvider(resource=Resource.create(
+        {"service.name": "metaflow", "metaflow.flow.name": "ChattyFlow",
+         "metaflow.run.id": "1", "metaflow.user": "bench"}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(
+        OTLPLogExporter(endpoint=endpoint), max_queue_size=lines, max_export_batch_size=4096))
+    logger = provider.get_logger("baseline")
+    base = {"metaflow.flow.name": "ChattyFlow", "metaflow.run.id": "1",
+            "metaflow.step.name": "start", "metaflow.task.id": "1",
+            "metaflow.task.attempt": 0, "metaflow.task.pathspec": "ChattyFlow/1/start/1",
+            "log.iostream": "stdout", "metaflow.log.source": "task"}
+    pad = "x" * 60
+    read, write = os.pipe()
+    if os.fork() == 0:  # the task: its lines through a pipe, as a task's reach a log carrier
+        os.close(read)
+        with os.fdopen(write, "w") as out:
+            for i in range(lines):
+                print("step %07d loss=%.6f lr=0.000300 %s" % (i, 1.0 / (i + 1), pad), file=out)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as task:
+        for raw in task:
+            attrs = dict(base)
+            attrs["log.record.uid"] = str(uuid.uuid4())
+            logger.emit(timestamp=time.time_ns(), body=raw.rstrip(b"\\n").decode(),
+                        attributes=attrs)
+    os.wait()
+    provider.force_flush(3_600_000)
+    provider.shutdown()
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(own.ru_utime + own.ru_stime)
+    """
+)
+
+
+def sdk_baseline(lines: int, port: int) -> float:
+    """CPU s the stock SDK path takes for the same lines (its own, not its stand-in task's)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SDK_PATH, str(lines), f"http://127.0.0.1:{port}/v1/logs"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.split()[-1])
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU s (user + system) of a running process, from /proc."""
+    stat = Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_for_lines(port: int, lines: int) -> tuple[int, int, float, float]:
+    deadline = time.monotonic() + 120
+    while True:
+        records, uids, last, lag = counts(port)
+        if uids >= lines or time.monotonic() > deadline:
+            return records, uids, last, lag
+        time.sleep(0.05)
 
 
 def main() -> None:
@@ -135,31 +237,36 @@ def main() -> None:
         ),
     }
     walls: dict[str, list[float]] = {m: [] for m in modes}
-    helper_cpu, helper_rss, lags = [], [], []
+    flow_cpu: dict[str, list[float]] = {m: [] for m in modes}
+    helper_cpu, helper_rss, lags, receiver_cpu = [], [], [], []
     try:
         run_once(modes["off"])  # warm the caches
         for index in range(pairs):
             order = ["off", "mfotel"] if index % 2 == 0 else ["mfotel", "off"]
             for mode in order:
                 counts(port, reset=True)
-                wall, helpers = run_once(modes[mode])
+                received_before = _proc_cpu(receiver.pid)
+                wall, cpu, helpers = run_once(modes[mode])
                 walls[mode].append(wall)
+                flow_cpu[mode].append(cpu)
                 if mode != "mfotel":
                     continue
                 ended = time.time()
-                deadline = time.monotonic() + 120
-                while True:
-                    records, uids, last, lag = counts(port)
-                    if uids >= lines or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.05)
+                records, uids, last, lag = _wait_for_lines(port, lines)
                 assert uids >= lines and records == uids, f"{records} records, {uids} ids"
+                receiver_cpu.append(_proc_cpu(receiver.pid) - received_before)
                 lags.append((lag, max(0.0, last - ended)))
                 helper_cpu.append(sum(cpu for cpu, _ in helpers.values()))
                 helper_rss.append(max((rss for _, rss in helpers.values()), default=0))
                 print(
-                    f"  pair {index}: {wall:.2f} s, helpers (CPU s, peak kB): {helpers}", flush=True
+                    f"  pair {index}: {wall:.2f} s, runtime+task {cpu:.2f} s CPU, "
+                    f"helpers (CPU s, peak kB): {helpers}",
+                    flush=True,
                 )
+        counts(port, reset=True)
+        sdk_cpu = sdk_baseline(lines, port)
+        records, uids, _, _ = _wait_for_lines(port, lines)
+        assert uids >= lines and records == uids, f"SDK path: {records} records, {uids} ids"
     finally:
         receiver.terminate()
     off, on = statistics.median(walls["off"]), statistics.median(walls["mfotel"])
@@ -168,11 +275,24 @@ def main() -> None:
     cores = os.cpu_count()
     print(f"ChattyFlow, one task printing {lines:,} lines, {pairs} pairs, {cores} cores")
     print(f"  wall: off {off:.2f} s, mfotel {on:.2f} s: {on / off:.3f}x (paired {paired:.3f}x)")
-    print(f"  mfotel's log carrier and agent: {cpu:.2f} s CPU, {lines / cpu:,.0f} lines/s per core")
+    flow_off, flow_on = statistics.median(flow_cpu["off"]), statistics.median(flow_cpu["mfotel"])
+    print(
+        f"  Metaflow's runtime and task: {flow_off:.2f} s CPU off, {flow_on:.2f} s with mfotel "
+        f"({flow_on / flow_off:.3f}x: the runtime parses the lines' mflog headers)"
+    )
+    print(
+        f"  mfotel's log carrier and agent: {cpu:.2f} s CPU, {lines / cpu:,.0f} lines/s per core; "
+        f"the stock SDK path: {sdk_cpu:.2f} s, {lines / sdk_cpu:,.0f} lines/s per core "
+        f"({sdk_cpu / cpu:.1f}x mfotel's CPU)"
+    )
     print(f"  their peak RSS: {statistics.median(helper_rss) / 1024:.0f} MB")
+    print(f"  the receiver (decoding, counting): {statistics.median(receiver_cpu):.2f} s CPU a run")
     lag = statistics.median(lag for lag, _ in lags)
     after = statistics.median(after for _, after in lags)
-    print(f"  a line's largest lag, printed to received: {lag:.2f} s; after the run: {after:.2f} s")
+    print(
+        f"  a task line's largest lag, printed to received: {lag:.2f} s; "
+        f"the last line, after the run ended: {after:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Overhead of mfotel on a wide flow, against telemetry off and Metaflow's built-in tracing.
 
-WideFlow (16 foreach tasks x 20 lines, --max-workers 2) runs ROUNDS times in each mode,
+WideFlow (TASKS foreach tasks x 20 lines, --max-workers WORKERS; 16 and 2 unless given) runs
+ROUNDS times in each mode,
 interleaved so drift hits every mode alike. CPU is the user+system time of every process
 the run made: this script becomes a child subreaper, so processes that outlive their parent
 (mfotel's log tee) are reaped, and counted, here too. Prints medians and the ratios against
 the "off" baseline measured in the same script.
 
-    python benchmarks/bench_overhead.py [ROUNDS]
+    python benchmarks/bench_overhead.py [ROUNDS] [TASKS] [WORKERS]
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from pathlib import Path
 from mfotel.testing import OTLPReceiver
 
 FLOW = Path(__file__).with_name("wide_flow.py")
-TASKS = 16 + 3
-LINES = 16 * 20
+WIDTH = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+WORKERS = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+TASKS = WIDTH + 3
+LINES = WIDTH * 20
 
 
 def _become_subreaper() -> None:
@@ -66,9 +69,9 @@ def run_once(env: dict[str, str]) -> tuple[float, float]:
     try:
         cpu0, wall0 = _children_cpu(), time.perf_counter()
         subprocess.run(
-            [sys.executable, str(FLOW), "run", "--max-workers", "2"],
+            [sys.executable, str(FLOW), "run", "--max-workers", str(WORKERS)],
             cwd=workdir,
-            env=env,
+            env={**env, "WIDE_TASKS": str(WIDTH)},
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -107,7 +110,10 @@ def main() -> None:
                 if mode == "mfotel":
                     _check_everything_arrived(rx, index)
     cores = os.cpu_count()
-    print(f"WideFlow, 16 tasks x 20 lines, --max-workers 2, {rounds} rounds, {cores} cores")
+    print(
+        f"WideFlow, {WIDTH} tasks x 20 lines, --max-workers {WORKERS}, {rounds} rounds, "
+        f"{cores} cores"
+    )
     print("ratio of medians, and [median of per-round ratios, paired within a round]")
     print(f"{'mode':<10}{'wall s':>9}{'cpu s':>9}{'wall x':>17}{'cpu x':>17}")
     off = results["off"]

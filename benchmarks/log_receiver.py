@@ -1,6 +1,8 @@
 """The benchmarks' OTLP/HTTP log receiver, in a process of its own: it decodes every request
 with the official protobuf classes and counts records, distinct ``log.record.uid`` values,
-when the last line arrived and the largest lag between a record's timestamp and its arrival.
+when the last line arrived and the largest lag between a task line's timestamp and its
+arrival (Metaflow's runtime writes its own lines, such as "Task is starting.", only to the
+persisted log, which the agent reads when the attempt ends).
 ``GET /`` answers those; ``GET /reset`` answers them and starts over."""
 
 from __future__ import annotations
@@ -21,26 +23,34 @@ RECEIVER = textwrap.dedent(
         def log_message(self, *a): pass
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            uids, lag, now = [], 0.0, time.time()
+            now = time.time()
+            # Accepted on arrival, as a collector's receiver does (its pipeline works on
+            # after the answer): the exporter never waits for this script's bookkeeping.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.wfile.flush()
+            uids, lag = [], 0.0
             if self.path.endswith("/v1/logs"):
                 req = pb.ExportLogsServiceRequest.FromString(body)
                 for rl in req.resource_logs:
                     for sl in rl.scope_logs:
                         for rec in sl.log_records:
-                            lag = max(lag, now - rec.time_unix_nano / 1e9)
+                            task = False
                             for kv in rec.attributes:
                                 if kv.key == "log.record.uid":
                                     uids.append(kv.value.string_value)
+                                elif kv.key == "metaflow.log.source":
+                                    task = kv.value.string_value == "task"
+                            if task:  # the runtime's own lines go at the attempt's end
+                                lag = max(lag, now - rec.time_unix_nano / 1e9)
             with lock:
                 state["records"] += len(uids)
                 state["uids"].update(uids)
                 state["lag"] = max(state["lag"], lag)
                 if uids:
-                    state["last"] = now
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+                    state["last"] = max(state["last"], now)
         def do_GET(self):
             with lock:
                 counts = (state["records"], len(state["uids"]), state["last"], state["lag"])

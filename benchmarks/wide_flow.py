@@ -1,4 +1,7 @@
-"""WideFlow: 16 foreach tasks printing 20 lines each (the overhead benchmark's workload)."""
+"""WideFlow: WIDE_TASKS (default 16) foreach tasks printing 20 lines each (the overhead
+benchmark's workload)."""
+
+import os
 
 from metaflow import FlowSpec, step
 
@@ -6,7 +9,7 @@ from metaflow import FlowSpec, step
 class WideFlow(FlowSpec):
     @step
     def start(self):
-        self.items = list(range(16))
+        self.items = list(range(int(os.environ.get("WIDE_TASKS", "16"))))
         self.next(self.work, foreach="items")
 
     @step

@@ -7,6 +7,29 @@ and whatever is still queued when the process closes the client (or what could n
 an agent at all) is appended to the spool's inbox, where the agent or ``mfotel replay``
 picks it up. A message is never split between the socket and the inbox: one that was only
 partly written is written whole to the inbox, and the agent drops the partial line it got.
+
+The messages. Each is one JSON object on one line; ``t`` is its kind, and all but ``hello``
+carry ``ctx``, the sender's context: ``tid`` and ``sid`` (its trace and span, hex), ``res``
+(resource attributes) and ``attrs`` (what to stamp on what it produced, e.g. the task's
+identity). The agent reads them in :mod:`mfotel._internal.agent.server` and
+:mod:`mfotel._internal.agent.pipeline`.
+
+- ``hello``: ``role`` (``runtime``, ``task``, ``relay``, ``tee``), first on a connection.
+- ``start`` / ``end``: a span's start (``sid``, ``psid``, ``name``, ``kind``, ``start_ns``;
+  a task's also ``ds`` [datastore, root], and in a container ``mflog`` [stdout, stderr
+  files to follow], ``owns_agent``, ``root_if_killed``) and its end (``end_ns``, ``status``,
+  ``msg``, ``attrs``, ``links``, ``sampled``, and ``tee``: whether a log carrier serves it).
+- ``event``: ``name``, ``time_ns``, ``payload`` (a span event, or a log record if late).
+- ``metric``: ``kind`` (``counter``, ``timer``, ``gauge``, ``cumulative``), ``name``, ``value``,
+  ``time_ns``.
+- ``lines``: a chunk of one stream's lines from a log carrier (:mod:`mfotel.logs._lines`):
+  ``s`` (``stdout``/``stderr``), ``ts`` (their time, ns, to the microsecond), ``x`` (the
+  lines' text joined by ``\n``), ``p`` and ``i``: line *n* of the chunk has the id
+  ``p`` + ``i + n`` in 12 hex digits, the id Metaflow persists it under.
+- ``log``: one entry a line, ``lines`` = [[id, time_ns, stream, text], ...] (mfotel 0.1's
+  carriers; read from an old spool).
+- ``logs_closed``: a carrier has passed on every line of the attempt in ``ctx``.
+- ``run_end``: the runtime (or a container's task) is done; the agent finishes.
 """
 
 from __future__ import annotations

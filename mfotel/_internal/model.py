@@ -143,10 +143,41 @@ class ResourceSpans:
 
 
 @dataclass
+class LogBlock:
+    """Lines of one attempt's stream, as log records that share all but their text, time and
+    id: the attempt's identity with ``log.iostream`` and ``metaflow.log.source`` (encoded once,
+    ``shared``), trace context, flags and observed time. ``texts`` are the lines, valid UTF-8
+    without their newline; ``times`` one time for all or one a line; ``uids`` either one id a
+    line or a stream's id prefix and first sequence number (see :mod:`mfotel.logs._lines`).
+    ``attempt`` (pathspec, attempt number) is what the ledger records them under."""
+
+    shared: bytes
+    trace_id: bytes
+    span_id: bytes
+    observed_ns: int
+    texts: list[bytes]
+    times: int | list[int]
+    uids: list[str] | tuple[str, int]
+    attempt: tuple[str, int] | None = None
+    flags: int = 1
+    stream: str = ""  # stdout or stderr, for the console
+    # Lines whose body or severity is not just their text (a JSON object, a level prefix),
+    # by index: (body, severity number, severity text); see mfotel.logs._records.shape.
+    special: dict[int, tuple[AttrValue, int, str]] = field(default_factory=dict)
+
+    def uid(self, index: int) -> str:
+        uids = self.uids
+        if isinstance(uids, tuple):
+            return f"{uids[0]}{uids[1] + index:012x}"
+        return uids[index]
+
+
+@dataclass
 class ResourceLogs:
     resource: Attributes
     scope: Scope
     records: list[LogRecord]
+    blocks: list[LogBlock] = field(default_factory=list)
 
 
 @dataclass

@@ -186,8 +186,7 @@ def replay_from_store(store: LogStore, environ: Mapping[str, str]) -> ReplayResu
                 remote = rel[: -len(name)] + f"{attempt}.replay-{stamp}.uids"
                 store.write(f"{_ledger.REMOTE_PREFIX}/{remote}", data)
                 pathspec = rel[: -len(name) - 1]
-                entries = [(pathspec, int(attempt), uid.decode()) for uid in data.split() if uid]
-                _ledger.record(local_ledger, entries)
+                _ledger.record(local_ledger, _ledger.entries_in_file(pathspec, int(attempt), data))
         result.summary = result.summary.replace(f" from {folder}", f" from {store.url(prefix)}")
         result.summary = result.summary.replace(
             f" stay in {folder}", f" stay in {store.url(prefix)}"

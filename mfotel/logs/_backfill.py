@@ -28,15 +28,16 @@ from typing import Any
 
 from mfotel._internal import identity
 from mfotel._internal.agent.pipeline import SCOPE
+from mfotel._internal.model import LogBlock, ResourceLogs
 from mfotel._internal.otlp.config import ConfigError, resolve_target
-from mfotel._internal.otlp.encode import LogRow, encode_log_rows, log_attributes
+from mfotel._internal.otlp.encode import encode_logs
 from mfotel._internal.otlp.transport import Transport, make_transport
 from mfotel._internal.paths import checkpoint_dir, delivered_dir, find_local_root
 from mfotel.logs import _ledger
 from mfotel.logs._checkpoint import Checkpoints
 from mfotel.logs._layout import LogFile, Pathspec, find_logs
 from mfotel.logs._mflog import parse, uuid_text
-from mfotel.logs._records import body_and_severity
+from mfotel.logs._records import make_block, shared_attributes
 from mfotel.logs._stores import LocalStore, LogStore, StoreError
 from mfotel.traces._ids import attempt_span_id, root_context
 
@@ -103,7 +104,7 @@ class _Run:
     resource: Mapping[str, Any]
     trace_id: bytes  # b"" when the records are not correlated
     # Line ids its containers' collectors accepted, from the datastore (see handoff).
-    delivered: Mapping[tuple[str, int], set[str]] = field(default_factory=dict)
+    delivered: Mapping[tuple[str, int], _ledger.LineIds] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,9 +112,50 @@ class _Batch:
     """One worker's records of one task attempt (so of one run), not yet sent."""
 
     run: _Run
-    rows: list[LogRow] = field(default_factory=list)
+    blocks: list[LogBlock] = field(default_factory=list)
+    lines: int = 0
     size: int = 0
     commits: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # The block being filled: what its lines share, and the lines.
+    key: tuple[bytes, int, bytes, str, tuple[str, int]] | None = None
+    texts: list[bytes] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+    uids: list[str] = field(default_factory=list)
+
+    def add(
+        self,
+        key: tuple[bytes, int, bytes, str, tuple[str, int]],
+        text: bytes,
+        time_ns: int,
+        uid: str,
+    ) -> None:
+        if key != self.key:
+            self.close()
+            self.key = key
+        self.texts.append(text)
+        self.times.append(time_ns)
+        self.uids.append(uid)
+        self.lines += 1
+
+    def close(self) -> None:
+        """The lines added so far become a block (the one record shaper's, see _records)."""
+        if self.texts and self.key is not None:
+            shared, observed, span_id, stream, attempt = self.key
+            self.blocks.append(
+                make_block(
+                    shared,
+                    self.run.trace_id,
+                    span_id,
+                    observed,
+                    self.texts,
+                    self.times,
+                    self.uids,
+                    attempt,
+                    stream,
+                )
+            )
+        self.key = None
+        self.texts, self.times, self.uids = [], [], []
 
 
 class Backfill:
@@ -195,7 +237,7 @@ class Backfill:
         known = self._runs.get((flow, run_id))
         if known is not None:
             return known
-        delivered: Mapping[tuple[str, int], set[str]] = {}
+        delivered: Mapping[tuple[str, int], _ledger.LineIds] = {}
         noted: bytes | None = None
         if not isinstance(self.store, LocalStore):  # a local one's is the local ledger itself
             delivered, noted = _ledger.load_remote(self.store, flow, run_id)
@@ -214,7 +256,9 @@ class Backfill:
         first = files[0]
         run = runs[(first.flow, first.run)]
         delivered = _ledger.delivered(self.ledger_dir, first.pathspec, first.attempt)
-        delivered |= run.delivered.get((first.pathspec, first.attempt), set())
+        remote = run.delivered.get((first.pathspec, first.attempt))
+        if remote is not None:
+            delivered.update(remote)
         attrs = identity.task_attributes(
             first.flow, first.run, first.step, first.task, first.attempt
         )
@@ -238,7 +282,7 @@ class Backfill:
         run: _Run,
         attrs: Mapping[str, Any],
         span_id: bytes,
-        delivered: set[str],
+        delivered: _ledger.LineIds,
         batch: _Batch,
     ) -> None:
         url = self.store.url(log.key)
@@ -253,12 +297,13 @@ class Backfill:
         corrupt = repaired = legacy = live = 0
         first_corrupt = ""
         read = 0
-        shared: dict[str, bytes] = {}  # metaflow.log.source → the attributes all lines share
         # A last line without its newline is still being written, unless the attempt is over
         # (then it was cut short, and is counted as corrupt if it does not parse).
         ended = f"{log.pathspec}/{log.attempt}" in self.done or time.time() - log.mtime > STALE_S
         lines = read_lines(self.store, log.key, start, log.size, self.final_partial and ended)
-        rows, commits, mtime_ns = batch.rows, batch.commits, int(log.mtime * 1e9) or observed
+        commits, mtime_ns = batch.commits, int(log.mtime * 1e9) or observed
+        shared: dict[str, bytes] = {}  # metaflow.log.source → the attributes all lines share
+        attempt = (log.pathspec, log.attempt)
         end = start
         for begin, end, raw in lines:
             text: bytes
@@ -287,32 +332,21 @@ class Backfill:
             if text.endswith(b"\r"):
                 text = text[:-1]
             try:
-                body = text.decode("utf-8")
+                text.decode("utf-8")
             except UnicodeDecodeError:
-                body = text.decode("utf-8", "replace")
+                text = text.decode("utf-8", "replace").encode("utf-8")
                 repaired += 1
             block = shared.get(source)
             if block is None:
-                block = shared[source] = log_attributes(
-                    {**attrs, "log.iostream": log.stream, "metaflow.log.source": source}
-                )
-            value, severity, severity_text = body_and_severity(body)
-            rows.append(
-                (
-                    time_ns,
-                    observed if time_ns else mtime_ns,
-                    value,
-                    severity,
-                    severity_text,
-                    block,
-                    uid,
-                    run.trace_id,
-                    span_id,
-                    1 if span_id else 0,
-                )
+                block = shared[source] = shared_attributes(attrs, log.stream, source)
+            batch.add(
+                (block, observed if time_ns else mtime_ns, span_id, log.stream, attempt),
+                text,
+                time_ns,
+                uid,
             )
             batch.size += len(raw) + len(block) + 60
-            if len(rows) >= BATCH_RECORDS or batch.size >= BATCH_BYTES:
+            if batch.lines >= BATCH_RECORDS or batch.size >= BATCH_BYTES:
                 commits[commit_key] = end
                 self._flush(batch)
                 if self._stop.is_set():
@@ -335,16 +369,18 @@ class Backfill:
     def _flush(self, batch: _Batch) -> None:
         if self._stop.is_set():
             return
-        if batch.rows:
-            payload = encode_log_rows(batch.run.resource, SCOPE, batch.rows, "log.record.uid")
+        batch.close()
+        if batch.blocks:
+            payload = encode_logs([ResourceLogs(batch.run.resource, SCOPE, [], batch.blocks)])
             problem = self._send(payload)
             if problem:
                 self._fail(problem)
                 return
-            self._count(lines=len(batch.rows), requests=1)
+            self._count(lines=batch.lines, requests=1)
         for (flow, run_id, url), offset in batch.commits.items():
             self.checkpoints.advance(flow, run_id, url, offset)
-        batch.rows.clear()
+        batch.blocks.clear()
+        batch.lines = 0
         batch.commits.clear()
         batch.size = 0
 

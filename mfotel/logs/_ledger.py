@@ -17,13 +17,111 @@ everything again.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the runtime imports this module; it needs no dataclasses
     from mfotel._internal.model import ResourceLogs
 
-Entry = tuple[str, int, str]  # (task pathspec, attempt, line id)
+# (task pathspec, attempt, line id, count): ``count`` lines from that id on, whose ids are a
+# stream's prefix and consecutive sequence numbers (see mfotel.logs._lines), or 1.
+Entry = tuple[str, int, str, int]
+SEQ_DIGITS = 12  # a sequential id: 24 characters of prefix, 12 hex digits of sequence number
+
+
+class LineIds:
+    """A set of line ids that holds a stream's sequential ids as ranges: a chatty task's
+    million lines cost a few numbers, not a million strings. Other ids are kept as they are."""
+
+    __slots__ = ("ids", "ranges")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.ranges: dict[str, list[list[int]]] = {}  # prefix -> sorted, disjoint [start, end)
+
+    def __contains__(self, uid: object) -> bool:
+        if uid in self.ids:
+            return True
+        if not self.ranges or not isinstance(uid, str) or len(uid) <= SEQ_DIGITS:
+            return False
+        spans = self.ranges.get(uid[:-SEQ_DIGITS])
+        if spans is None:
+            return False
+        try:
+            seq = int(uid[-SEQ_DIGITS:], 16)
+        except ValueError:
+            return False
+        return any(start <= seq < end for start, end in spans)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.ids
+        for prefix, spans in self.ranges.items():
+            for start, end in spans:
+                for seq in range(start, end):
+                    yield f"{prefix}{seq:0{SEQ_DIGITS}x}"
+
+    def __len__(self) -> int:
+        return len(self.ids) + sum(e - s for spans in self.ranges.values() for s, e in spans)
+
+    def add(self, uid: str) -> bool:
+        """Add one id; False when it was already here."""
+        if uid in self:
+            return False
+        self.ids.add(uid)
+        return True
+
+    def add_range(self, prefix: str, first: int, count: int) -> list[tuple[int, int]]:
+        """Add ``count`` sequential ids from ``first`` on; the (start, end) parts that were
+        new (all of it, nearly always: a stream's chunks arrive in order)."""
+        spans = self.ranges.setdefault(prefix, [])
+        end = first + count
+        if count <= 0:
+            return []
+        if not spans or spans[-1][1] <= first:
+            if spans and spans[-1][1] == first:
+                spans[-1][1] = end
+            else:
+                spans.append([first, end])
+            return [(first, end)]
+        new: list[tuple[int, int]] = []
+        at = first
+        for start, stop in spans:
+            if stop <= at:
+                continue
+            if start >= end:
+                break
+            if start > at:
+                new.append((at, start))
+            at = max(at, stop)
+            if at >= end:
+                break
+        if at < end:
+            new.append((at, end))
+        merged = sorted([*map(tuple, spans), *new])
+        spans[:] = []
+        for start, stop in merged:
+            if spans and spans[-1][1] >= start:
+                spans[-1][1] = max(spans[-1][1], stop)
+            else:
+                spans.append([start, stop])
+        return new
+
+    def update(self, other: LineIds) -> None:
+        self.ids |= other.ids
+        for prefix, spans in other.ranges.items():
+            for start, end in spans:
+                self.add_range(prefix, start, end - start)
+
+    def add_entry(self, uid: str, count: int) -> None:
+        """An entry of the ledger: one id, or ``count`` sequential ids from ``uid`` on."""
+        if count > 1 and len(uid) > SEQ_DIGITS:
+            try:
+                first = int(uid[-SEQ_DIGITS:], 16)
+            except ValueError:
+                return
+            self.add_range(uid[:-SEQ_DIGITS], first, count)
+        else:
+            self.ids.add(uid)
 
 
 def _safe(parts: Sequence[str]) -> bool:
@@ -63,7 +161,7 @@ def run_trace(folder: str, flow: str, run_id: str) -> bytes | None:
 
 
 def entries_of(batches: Iterable[ResourceLogs]) -> list[Entry]:
-    """The ledger entries of an encoded request's records (those of tasks, with an id)."""
+    """The ledger entries of an encoded request's records and blocks (those of tasks)."""
     out: list[Entry] = []
     for batch in batches:
         for record in batch.records:
@@ -72,21 +170,73 @@ def entries_of(batches: Iterable[ResourceLogs]) -> list[Entry]:
             uid = attrs.get("log.record.uid")
             if isinstance(pathspec, str) and isinstance(uid, str):
                 attempt = attrs.get("metaflow.task.attempt")
-                out.append((pathspec, attempt if isinstance(attempt, int) else 0, uid))
+                out.append((pathspec, attempt if isinstance(attempt, int) else 0, uid, 1))
+        for block in batch.blocks:
+            if block.attempt is None:
+                continue
+            pathspec, number = block.attempt
+            if isinstance(block.uids, tuple):
+                if block.texts:
+                    out.append((pathspec, number, block.uid(0), len(block.texts)))
+            else:
+                out.extend((pathspec, number, uid, 1) for uid in block.uids)
     return out
+
+
+def entries_in_file(pathspec: str, attempt: int, data: bytes) -> list[Entry]:
+    """A ledger file's lines as entries of that attempt."""
+    out: list[Entry] = []
+    for raw in data.split(b"\n"):
+        line = raw.decode("utf-8", "replace")
+        if not line:
+            continue
+        uid, plus, count = line.rpartition("+")
+        if plus and count.isdigit():
+            out.append((pathspec, attempt, uid, int(count)))
+        else:
+            out.append((pathspec, attempt, line, 1))
+    return out
+
+
+def _compact(items: list[tuple[str, int]]) -> list[str]:
+    """Ledger lines: runs of sequential ids (one stream's consecutive lines) as one range."""
+    lines: list[str] = []
+    run_prefix, run_first, run_end, run_uid = "", -1, -1, ""
+    for uid, count in items:
+        prefix, seq = uid[:-SEQ_DIGITS], -1
+        if len(uid) > SEQ_DIGITS:
+            try:
+                seq = int(uid[-SEQ_DIGITS:], 16)
+            except ValueError:
+                seq = -1
+        if seq >= 0 and prefix == run_prefix and seq == run_end:
+            run_end += count
+            continue
+        if run_uid:
+            n = run_end - run_first
+            lines.append(run_uid if n == 1 else f"{run_uid}+{n}")
+        if seq >= 0:
+            run_prefix, run_first, run_end, run_uid = prefix, seq, seq + count, uid
+        else:
+            lines.append(uid)
+            run_prefix, run_first, run_end, run_uid = "", -1, -1, ""
+    if run_uid:
+        n = run_end - run_first
+        lines.append(run_uid if n == 1 else f"{run_uid}+{n}")
+    return lines
 
 
 def record(folder: str, entries: Iterable[Entry]) -> None:
     """Append ``entries`` to their attempts' files. Never raises: the ledger is an
     optimisation for backfill, and losing it costs duplicates, never lost lines."""
-    grouped: dict[tuple[str, int], list[str]] = {}
-    for pathspec, attempt, uid in entries:
-        grouped.setdefault((pathspec, attempt), []).append(uid)
-    for (pathspec, attempt), uids in grouped.items():
+    grouped: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for pathspec, attempt, uid, count in entries:
+        grouped.setdefault((pathspec, attempt), []).append((uid, count))
+    for (pathspec, attempt), items in grouped.items():
         path = ledger_path(folder, pathspec, attempt)
         if path is None:
             continue
-        data = ("\n".join(uids) + "\n").encode("utf-8", "replace")
+        data = ("\n".join(_compact(items)) + "\n").encode("utf-8", "replace")
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -98,16 +248,31 @@ def record(folder: str, entries: Iterable[Entry]) -> None:
             pass
 
 
-def delivered(folder: str, pathspec: str, attempt: int) -> set[str]:
+def parse_ids(data: bytes, into: LineIds | None = None) -> LineIds:
+    """A ledger file's ids: one a line, or ``<first id>+<count>`` for sequential ones."""
+    ids = LineIds() if into is None else into
+    for raw in data.split(b"\n"):
+        if not raw:
+            continue
+        line = raw.decode("utf-8", "replace")
+        uid, plus, count = line.rpartition("+")
+        if plus and count.isdigit():
+            ids.add_entry(uid, int(count))
+        else:
+            ids.ids.add(line)
+    return ids
+
+
+def delivered(folder: str, pathspec: str, attempt: int) -> LineIds:
     """The line ids of this attempt that a collector accepted live (empty if none known)."""
     path = ledger_path(folder, pathspec, attempt)
     if path is None:
-        return set()
+        return LineIds()
     try:
         with open(path, "rb") as handle:
-            return {line.decode("utf-8", "replace") for line in handle.read().split(b"\n") if line}
+            return parse_ids(handle.read())
     except OSError:
-        return set()
+        return LineIds()
 
 
 REMOTE_PREFIX = ".mfotel/delivered"
@@ -115,11 +280,11 @@ REMOTE_PREFIX = ".mfotel/delivered"
 
 def load_remote(
     store: Any, flow: str, run_id: str
-) -> tuple[dict[tuple[str, int], set[str]], bytes | None]:
+) -> tuple[dict[tuple[str, int], LineIds], bytes | None]:
     """What containers of this run handed to the datastore (see ``handoff``): the ids their
     collectors accepted, per (task pathspec, attempt), and the run's trace id if they noted
     one. Several files may name one attempt (the container's, a replay's): their union."""
-    found: dict[tuple[str, int], set[str]] = {}
+    found: dict[tuple[str, int], LineIds] = {}
     trace_id: bytes | None = None
     if not _safe((flow, run_id)):
         return found, None
@@ -139,8 +304,7 @@ def load_remote(
         if not attempt_text.isdigit():
             continue
         key = (f"{flow}/{run_id}/{rest[0]}/{rest[1]}", int(attempt_text))
-        ids = found.setdefault(key, set())
-        ids.update(line.decode("utf-8", "replace") for line in data.split(b"\n") if line)
+        parse_ids(data, found.setdefault(key, LineIds()))
     return found, trace_id
 
 
@@ -192,4 +356,4 @@ def _entry_of_log(log: bytes) -> Entry | None:
     if not isinstance(pathspec, str) or not isinstance(uid, str):
         return None
     attempt = wanted.get("metaflow.task.attempt", 0)
-    return pathspec, attempt if isinstance(attempt, int) else 0, uid
+    return pathspec, attempt if isinstance(attempt, int) else 0, uid, 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-_PERSIST_PREFIX = b"[![MFLOG|0|"
+PERSIST_PREFIX = b"[![MFLOG|0|"
 _PREFIX = b"[MFLOG|0|"
 
 
@@ -38,6 +38,16 @@ def new_uid() -> str:
     return uuid_text(raw.hex())
 
 
+def stream_id_prefix() -> str:
+    """The first 24 characters of the ids of one stream's lines, ``xxxxxxxx-xxxx-4xxx-yxxx-``
+    (random, with a version 4 UUID's marks); a 12-digit hex sequence number completes each."""
+    raw = bytearray(os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+
+
 def uuid_text(h: str) -> str:
     """32 hex digits in the 8-4-4-4-12 form of a UUID."""
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
@@ -55,7 +65,7 @@ def format_timestamp(time_ns: int) -> bytes:
 
 
 def header(time_ns: int, source: bytes, uid: str, should_persist: bool) -> bytes:
-    prefix = _PERSIST_PREFIX if should_persist else _PREFIX
+    prefix = PERSIST_PREFIX if should_persist else _PREFIX
     return b"".join((prefix, format_timestamp(time_ns), b"|", source, b"|", uid.encode(), b"]"))
 
 

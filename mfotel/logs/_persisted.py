@@ -188,19 +188,21 @@ class Sweeper:
 
     def due(
         self, final: bool = False, seen: Any = None
-    ) -> Iterator[tuple[Mapping[str, Any], list[Any]]]:
+    ) -> Iterator[tuple[Mapping[str, Any], list[Any], bool]]:
+        """(ctx, lines, fresh) of attempts with lines to export: ``fresh`` when they come from
+        followed files, which nothing else reads (so no other path can have sent them)."""
         now = time.monotonic()
         for sid, followed in list(self._followed.items()):
             if final:
                 # The attempt's task said it is done (after Metaflow's tee wrote its last
                 # lines), or it is gone: read to the end.
                 del self._followed[sid]
-                yield followed.ctx, followed.read_new(to_end=True)
+                yield followed.ctx, followed.read_new(to_end=True), True
             elif now >= followed.next_read:
                 followed.next_read = now + FOLLOW_S
                 lines = followed.read_new()
                 if lines:
-                    yield followed.ctx, lines
+                    yield followed.ctx, lines, True
         for sid, pending in list(self._pending.items()):
             if not final and now < pending.first_try:
                 continue
@@ -211,7 +213,7 @@ class Sweeper:
             if settled or final or now >= pending.give_up:
                 del self._pending[sid]
                 skip = seen(pending.ctx) if seen is not None else ()
-                yield pending.ctx, list(read_files(pending.files, skip))
+                yield pending.ctx, list(read_files(pending.files, skip)), False
 
     def settle(self, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until followed files stop growing: a task that was

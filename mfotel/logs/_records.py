@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mfotel._internal.model import (
@@ -15,8 +15,9 @@ from mfotel._internal.model import (
     SEVERITY_UNSPECIFIED,
     SEVERITY_WARN,
     AttrValue,
-    LogRecord,
+    LogBlock,
 )
+from mfotel._internal.otlp.encode import log_attributes
 
 _LEVELS = {
     "trace": (1, "TRACE"),
@@ -76,30 +77,57 @@ def body_and_severity(text: str) -> tuple[AttrValue, int, str]:
     return text, SEVERITY_UNSPECIFIED, ""
 
 
-def make_record(
-    uid: str,
-    time_ns: int,
-    stream: str,
-    text: str,
-    source: str,
-    identity: Mapping[str, Any],
+# A line whose first byte is one of these may be more than its text: a JSON object (perhaps
+# after blanks), a "[LEVEL]" or "LEVEL:" prefix. Any other line is a plain-text body, decided
+# on one byte: the live path and backfill shape every line with this.
+_MAYBE_SPECIAL = frozenset(b"{[ \t\r\x0b\x0c" + bytes(range(ord("A"), ord("Z") + 1)))
+
+
+def shape(texts: Sequence[bytes]) -> dict[int, tuple[AttrValue, int, str]]:
+    """The lines (valid UTF-8) whose record is not just their text with no severity, by index:
+    (body, severity number, severity text), as :func:`body_and_severity` says."""
+    special: dict[int, tuple[AttrValue, int, str]] = {}
+    maybe = _MAYBE_SPECIAL
+    for index, text in enumerate(texts):
+        if text and text[0] in maybe:
+            decoded = text.decode("utf-8", "replace")
+            shaped = body_and_severity(decoded)
+            if shaped[1] or shaped[0] is not decoded:
+                special[index] = shaped
+    return special
+
+
+def shared_attributes(identity: Mapping[str, Any], stream: str, source: str) -> bytes:
+    """The encoded attributes every record of one attempt's stream carries: the identity,
+    ``log.iostream`` and ``metaflow.log.source`` (``log.record.uid`` is each record's own)."""
+    attributes = dict(identity)
+    attributes["log.iostream"] = stream
+    attributes["metaflow.log.source"] = source
+    return log_attributes(attributes)
+
+
+def make_block(
+    shared: bytes,
     trace_id: bytes,
     span_id: bytes,
     observed_ns: int,
-) -> LogRecord:
-    body, severity, severity_text = body_and_severity(text)
-    attributes = dict(identity)
-    attributes["log.iostream"] = stream
-    attributes["log.record.uid"] = uid
-    attributes["metaflow.log.source"] = source
-    return LogRecord(
-        time_ns=time_ns,
-        observed_ns=observed_ns,
-        body=body,
-        severity_number=severity,
-        severity_text=severity_text,
-        attributes=attributes,
-        trace_id=trace_id,
-        span_id=span_id,
-        flags=1 if trace_id else 0,
+    texts: list[bytes],
+    times: int | list[int],
+    uids: list[str] | tuple[str, int],
+    attempt: tuple[str, int] | None,
+    stream: str = "",
+) -> LogBlock:
+    """Lines (valid UTF-8, without newlines) of one attempt's stream as a block of records."""
+    return LogBlock(
+        shared,
+        trace_id,
+        span_id,
+        observed_ns,
+        texts,
+        times,
+        uids,
+        attempt,
+        flags=1 if span_id else 0,
+        stream=stream,
+        special=shape(texts),
     )

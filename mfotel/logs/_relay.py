@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from mfotel._internal.ipc import AgentClient
 
 CHUNK = 65536
+# While this much of a task's output waits for the runtime, the relay stops reading that
+# task's pipe, so a task that prints faster than Metaflow takes its lines waits in its own
+# writes, as it would without mfotel, and the relay's memory stays bounded.
+MAX_PENDING = 1 << 20
 MAX_HELLO = 1 << 20
 IDLE_POLL_MS = 500
 PUMP_POLL_MS = 10  # while messages wait for the agent
@@ -59,6 +63,7 @@ class Relay:
         self.poller.register(self.listener.fileno(), select.POLLIN)
         self.readers: dict[int, tuple[_Task, Stream]] = {}
         self.blocked: dict[int, tuple[_Task, Stream]] = {}  # output fd -> stream with pending
+        self.paused: dict[int, int] = {}  # output fd -> the reader not read until it drains
         self.tasks: set[_Task] = set()
 
     def serve(self) -> None:
@@ -135,7 +140,8 @@ class Relay:
         except Exception:
             # Could not make lines of it: hand the bytes on unchanged (the runtime then mints
             # their ids) rather than lose them.
-            stream.pending += stream.partial + chunk
+            stream.pending += stream.partial
+            stream.pending += chunk
             stream.partial = b""
             stream.closed = not chunk
             message = None
@@ -149,6 +155,9 @@ class Relay:
             del self.readers[reader]
             os.close(reader)
         self._flush(task, stream)
+        if not stream.closed and len(stream.pending) > MAX_PENDING:
+            self.poller.unregister(reader)  # until the runtime has taken some (see _flush)
+            self.paused[stream.output] = reader
 
     def _flush(self, task: _Task, stream: Stream) -> None:
         """Hand the runtime what it will take now; wait for POLLOUT for the rest."""
@@ -158,10 +167,12 @@ class Relay:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
-                stream.pending = b""  # the runtime is gone; the agent still gets the lines
+                stream.pending.clear()  # the runtime is gone; the agent still gets the lines
                 break
-            stream.pending = stream.pending[written:]
+            del stream.pending[:written]
         output = stream.output
+        if output in self.paused and len(stream.pending) <= MAX_PENDING // 2:
+            self.poller.register(self.paused.pop(output), select.POLLIN)
         if stream.pending:
             if output not in self.blocked:
                 self.blocked[output] = (task, stream)

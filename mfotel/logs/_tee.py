@@ -110,7 +110,7 @@ def _report_crash() -> None:
             traceback.print_exc(file=handle)
 
 
-def _write_all(fd: int, data: bytes) -> bool:
+def _write_all(fd: int, data: bytes | bytearray) -> bool:
     view = memoryview(data)
     while view:
         try:
@@ -170,7 +170,7 @@ def _run(
             if stream.pending:
                 if console_ok[stream.output]:
                     console_ok[stream.output] = _write_all(stream.output, stream.pending)
-                stream.pending = b""
+                stream.pending.clear()
             if message is not None:
                 try:
                     client.send_raw(message)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from metaflow.mflog.mflog import parse as metaflow_parse
 
+from mfotel.logs import _ledger
 from mfotel.testing import OTLPReceiver, ReceivedLog, free_port
 from tests.conftest import FlowRun, otlp_env, run_flow, run_mfotel
 
@@ -191,7 +192,7 @@ def test_live_and_backfill_together_send_every_line_once(
     # As if the live path had lost one attempt's lines: drop its part of the ledger.
     ledger = root / ".mfotel" / "delivered" / "ProbeFlow" / run.run_id
     lost_file = next(ledger.glob("fan/*/0.uids"))
-    lost = set(lost_file.read_text().split())
+    lost = set(_ledger.parse_ids(lost_file.read_bytes()))
     lost_file.unlink()
     with OTLPReceiver(http=True) as rx:
         done = mfotel("backfill", f"ProbeFlow/{run.run_id}", cwd=work, env=to(rx))

@@ -14,6 +14,7 @@ import pytest
 from metaflow.mflog import mflog
 
 from mfotel.logs import _relay
+from mfotel.logs._lines import expand
 
 TASK = """
 import os, signal, sys
@@ -85,8 +86,8 @@ def _check(result: subprocess.CompletedProcess[bytes], agent: FakeAgent, via: st
     sent = {
         uid: (stream, text)
         for m in agent.messages
-        if m["t"] == "log"
-        for uid, _, stream, text in m["lines"]  # type: ignore[attr-defined]
+        if m["t"] == "lines"
+        for uid, _, stream, text in expand(m)
     }
     seen = {}
     for stream, parsed in runtime_lines.items():

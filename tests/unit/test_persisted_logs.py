@@ -13,6 +13,7 @@ from mfotel.logs import _ledger, _stores
 from mfotel.logs._backfill import BackfillError, parse_since, read_lines
 from mfotel.logs._checkpoint import CheckpointError, Checkpoints
 from mfotel.logs._layout import Pathspec, PathspecError, find_logs, log_file, parse_pathspec
+from mfotel.logs._records import make_block, shared_attributes
 from mfotel.logs._stores import LocalStore, StoreError, open_store
 from mfotel.traces._ids import attempt_span_id, root_context
 
@@ -142,14 +143,64 @@ def test_ledger_entries_survive_encoding(tmp_path: Path) -> None:
         ResourceLogs({}, Scope("s"), [_record("b", "F/1/s/2", 1), _record("c", "F/1/t/3", 0)]),
     ]
     entries = _ledger.entries_of(batches)
-    assert entries == [("F/1/s/2", 0, "a"), ("F/1/s/2", 1, "b"), ("F/1/t/3", 0, "c")]
+    assert entries == [("F/1/s/2", 0, "a", 1), ("F/1/s/2", 1, "b", 1), ("F/1/t/3", 0, "c", 1)]
     assert _ledger.entries_in_request(encode_logs(batches)) == entries
     assert _ledger.entries_in_request(b"\x0a\xff") == []
     _ledger.record(str(tmp_path), entries)
-    _ledger.record(str(tmp_path), [("F/1/s/2", 0, "d"), ("../../x/y", 0, "e")])
-    assert _ledger.delivered(str(tmp_path), "F/1/s/2", 0) == {"a", "d"}
-    assert _ledger.delivered(str(tmp_path), "F/1/s/2", 1) == {"b"}
+    _ledger.record(str(tmp_path), [("F/1/s/2", 0, "d", 1), ("../../x/y", 0, "e", 1)])
+    assert _ledger.delivered(str(tmp_path), "F/1/s/2", 0).ids == {"a", "d"}
+    assert _ledger.delivered(str(tmp_path), "F/1/s/2", 1).ids == {"b"}
     assert not list(tmp_path.parent.glob("x"))
+
+
+PREFIX = "0123abcd-0123-4123-8123-"
+
+
+def test_a_streams_sequential_ids_are_one_ledger_line_however_they_come(tmp_path: Path) -> None:
+    """A relay's chunk is one entry and one ledger line, however many lines it has; the same
+    ids decoded one by one from a spooled request compact to the same line; the read-back
+    holds each id, and nothing around them."""
+    block = make_block(
+        shared_attributes({"metaflow.task.pathspec": "F/1/s/2"}, "stdout", "task"),
+        b"",
+        b"",
+        1,
+        [b"x"] * 1000,
+        5,
+        (PREFIX, 16),
+        ("F/1/s/2", 0),
+    )
+    batches = [ResourceLogs({}, Scope("s"), [], [block])]
+    entries = _ledger.entries_of(batches)
+    assert entries == [("F/1/s/2", 0, f"{PREFIX}{16:012x}", 1000)]
+    _ledger.record(str(tmp_path / "a"), entries)
+    decoded = _ledger.entries_in_request(encode_logs(batches))
+    assert len(decoded) == 1000
+    _ledger.record(str(tmp_path / "b"), [(p, n, uid, 1) for p, n, uid, _ in decoded])
+    for folder in ("a", "b"):
+        text = (tmp_path / folder / "F/1/s/2/0.uids").read_text()
+        assert text == f"{PREFIX}{16:012x}+1000\n", text
+        ids = _ledger.delivered(str(tmp_path / folder), "F/1/s/2", 0)
+        assert f"{PREFIX}{16:012x}" in ids and f"{PREFIX}{1015:012x}" in ids
+        assert f"{PREFIX}{15:012x}" not in ids and f"{PREFIX}{1016:012x}" not in ids
+        assert len(ids) == 1000
+
+
+def test_line_ids_add_only_what_is_new() -> None:
+    """Ranges that overlap what is known give back only their new parts, and merge."""
+    ids = _ledger.LineIds()
+    assert ids.add_range(PREFIX, 10, 10) == [(10, 20)]
+    assert ids.add_range(PREFIX, 20, 5) == [(20, 25)]
+    assert ids.add_range(PREFIX, 0, 5) == [(0, 5)]
+    assert ids.add_range(PREFIX, 3, 30) == [(5, 10), (25, 33)]
+    assert ids.add_range(PREFIX, 0, 33) == []
+    assert ids.ranges[PREFIX] == [[0, 33]] and len(ids) == 33
+    assert ids.add("random-id") and not ids.add("random-id")
+    assert not ids.add(f"{PREFIX}{7:012x}")
+    other = _ledger.LineIds()
+    other.add_range(PREFIX, 40, 2)
+    ids.update(other)
+    assert ids.ranges[PREFIX] == [[0, 33], [40, 42]]
 
 
 def test_run_trace_is_remembered(tmp_path: Path) -> None:
@@ -196,14 +247,14 @@ def test_followed_files_give_each_line_once_as_it_is_finished(tmp_path: Path) ->
     sweeper = Sweeper()
     ctx = {"sid": "s1"}
     sweeper.follow(ctx, [str(out), str(err)])
-    first = [line for _, lines in sweeper.due() for line in lines]
+    first = [line for _, lines, _ in sweeper.due() for line in lines]
     assert [(uid, text) for uid, _, _, _, text in first] == [("u1", "10%\r20%\r30%")]
     big = "x" * (READ_CHUNK + 10)
     with out.open("ab") as handle:
         handle.write(b"f done\n" + (head.format("u3") + big + "\n").encode())
     with err.open("ab") as handle:
         handle.write((head.format("u4") + "oops\n").encode())
-    rest = [line for _, lines in sweeper.due(final=True) for line in lines]
+    rest = [line for _, lines, _ in sweeper.due(final=True) for line in lines]
     assert [(uid, stream) for uid, _, stream, _, _ in rest] == [
         ("u2", "stdout"),
         ("u3", "stdout"),

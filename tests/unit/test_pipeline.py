@@ -6,6 +6,7 @@ from typing import Any
 
 from mfotel._internal.agent.pipeline import Pipeline
 from mfotel._internal.model import ResourceLogs, ResourceMetrics, ResourceSpans
+from mfotel._internal.otlp.encode import encode_logs
 
 TID = "0af7651916cd43dd8448eb211c80319c"
 SID = "00f067aa0ba902b7"
@@ -44,7 +45,32 @@ class ListSink:
         return [s for b in self.span_batches for s in b.spans]
 
     def all_records(self) -> list[Any]:
-        return [r for b in self.log_batches for r in b.records]
+        """Every record, as the collector decodes it (blocks of lines included)."""
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceRequest,
+        )
+
+        request = ExportLogsServiceRequest()
+        request.ParseFromString(encode_logs(self.log_batches))
+        return [
+            _Record(r)
+            for rl in request.resource_logs
+            for sl in rl.scope_logs
+            for r in sl.log_records
+        ]
+
+
+class _Record:
+    """A decoded record with its attributes as a dict."""
+
+    def __init__(self, record: Any) -> None:
+        self.body = record.body.string_value
+        self.event_name = record.event_name
+        self.span_id = record.span_id
+        self.time_ns = record.time_unix_nano
+        self.attributes = {
+            kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in record.attributes
+        }
 
 
 def _end(**extra: Any) -> dict[str, Any]:

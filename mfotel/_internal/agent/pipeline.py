@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 
 from mfotel import __version__
 from mfotel._internal.model import (
+    LogBlock,
     LogRecord,
     ResourceLogs,
     ResourceMetrics,
@@ -26,12 +27,14 @@ from mfotel._internal.model import (
     Scope,
     Span,
 )
-from mfotel.logs._records import make_record
+from mfotel.logs._ledger import LineIds
+from mfotel.logs._records import make_block, shared_attributes
 from mfotel.metrics._aggregate import Aggregator
 from mfotel.traces._spans import Assembler
 
 SCOPE = Scope("mfotel", __version__)
-MAX_BATCH = 1024
+MAX_BATCH = 1024  # spans and records (events) a request
+MAX_BATCH_LINES = 4096  # log lines a request
 ORPHAN_GRACE_NS = 2_000_000_000
 MAX_TRACKED_ATTEMPTS = 10_000
 
@@ -51,6 +54,17 @@ class _Context:
     attrs: Mapping[str, Any]
     trace_id: bytes
     span_id: bytes
+    attempt: tuple[str, int] | None = None
+    # The attributes every line of one (stream, source) carries, encoded once an attempt.
+    shared: dict[tuple[str, str], bytes] | None = None
+
+    def shared_for(self, stream: str, source: str) -> bytes:
+        if self.shared is None:
+            self.shared = {}
+        found = self.shared.get((stream, source))
+        if found is None:
+            found = self.shared[(stream, source)] = shared_attributes(self.attrs, stream, source)
+        return found
 
 
 class Pipeline:
@@ -74,7 +88,9 @@ class Pipeline:
         self._resources: dict[Hashable, Mapping[str, Any]] = {}
         self._spans: list[tuple[Hashable, Span]] = []
         self._logs: list[tuple[Hashable, LogRecord]] = []
-        self._seen: OrderedDict[str, set[str]] = OrderedDict()
+        self._blocks: list[tuple[Hashable, LogBlock]] = []
+        self._block_lines = 0
+        self._seen: OrderedDict[str, LineIds] = OrderedDict()
         self._last_flush = time.monotonic()
         self._last_metrics = time.monotonic()
         self.run_ended = False
@@ -87,7 +103,9 @@ class Pipeline:
         ctx = message.get("ctx")
         if not isinstance(ctx, Mapping) or "sid" not in ctx:
             return
-        if kind == "log":
+        if kind == "lines":
+            self._chunk(ctx, message)
+        elif kind == "log":  # one message a line (mfotel 0.1's log carriers, in a spool)
             self._log_lines(ctx, message.get("lines") or (), "task")
         elif kind == "event":
             if not self.assembler.event(ctx, message):
@@ -114,7 +132,7 @@ class Pipeline:
             self.logs_closed.append(ctx)
         elif kind == "run_end":
             self.run_ended = True
-        if len(self._logs) + len(self._spans) >= MAX_BATCH:
+        if len(self._logs) + len(self._spans) >= MAX_BATCH or self._block_lines >= MAX_BATCH_LINES:
             self.flush()
 
     def closed(self, conn: int) -> None:
@@ -123,35 +141,41 @@ class Pipeline:
             self._spans.append((self._context(ctx).resource_key, span))
         self.assembler.orphan(conn, now)
 
-    def seen_lines(self, ctx: Mapping[str, Any]) -> set[str]:
+    def seen_lines(self, ctx: Mapping[str, Any]) -> LineIds:
         """Line ids already handled for this attempt (the sweep skips them unparsed)."""
         return self._seen_for(str(ctx.get("sid", "")))
 
     def add_persisted_lines(
-        self, ctx: Mapping[str, Any], lines: list[tuple[str, int, str, str, str]]
+        self,
+        ctx: Mapping[str, Any],
+        lines: list[tuple[str, int, str, str, str]],
+        fresh: bool = False,
     ) -> int:
-        """Lines read back from Metaflow's persisted log: (uid, time_ns, stream, source, text)."""
-        before = len(self._logs)
+        """Lines read back from Metaflow's persisted log: (uid, time_ns, stream, source, text).
+        ``fresh``: lines no other path can have delivered (a container's followed files), so
+        their ids need not be remembered."""
         context = self._context(ctx)
-        seen = self._seen_for(str(ctx["sid"]))
+        seen = None if fresh else self._seen_for(str(ctx["sid"]))
         observed = time.time_ns()
+        added = 0
+        group: tuple[str, str] | None = None
+        texts: list[bytes] = []
+        times: list[int] = []
+        uids: list[str] = []
         for uid, time_ns, stream, source, text in lines:
-            if uid in seen:
+            if seen is not None and not seen.add(uid):
                 continue
-            seen.add(uid)
-            record = make_record(
-                uid,
-                time_ns,
-                stream,
-                text,
-                source,
-                context.attrs,
-                context.trace_id,
-                context.span_id,
-                observed,
-            )
-            self._logs.append((context.resource_key, record))
-        return len(self._logs) - before
+            if (stream, source) != group:
+                if texts:
+                    self._add_block(context, group, observed, texts, times, uids)  # type: ignore[arg-type]
+                group, texts, times, uids = (stream, source), [], [], []
+            texts.append(text.encode("utf-8", "replace"))
+            times.append(time_ns)
+            uids.append(uid)
+            added += 1
+        if texts:
+            self._add_block(context, group, observed, texts, times, uids)  # type: ignore[arg-type]
+        return added
 
     # -- output ---------------------------------------------------------------------------
 
@@ -171,10 +195,16 @@ class Pipeline:
             self.sink.spans(
                 [ResourceSpans(self._resources[k], SCOPE, v) for k, v in _group(spans).items()]
             )
-        if self._logs:
+        if self._logs or self._blocks:
             logs, self._logs = self._logs, []
+            blocks, self._blocks = self._blocks, []
+            self._block_lines = 0
+            records, grouped = _group(logs), _group(blocks)
             self.sink.logs(
-                [ResourceLogs(self._resources[k], SCOPE, v) for k, v in _group(logs).items()]
+                [
+                    ResourceLogs(self._resources[k], SCOPE, records.get(k, []), grouped.get(k, []))
+                    for k in {**records, **grouped}
+                ]
             )
 
     def flush_metrics(self) -> None:
@@ -214,54 +244,87 @@ class Pipeline:
                 resource = {**self.resource_extra, **resource}
             key = json.dumps(resource, sort_keys=True, default=str)
             self._resources.setdefault(key, resource)
+            attrs = ctx.get("attrs") or {}
+            pathspec = attrs.get("metaflow.task.pathspec")
+            number = attrs.get("metaflow.task.attempt", 0)
             context = _Context(
                 key,
                 resource,
-                ctx.get("attrs") or {},
+                attrs,
                 bytes.fromhex(str(ctx.get("tid", ""))),
                 bytes.fromhex(sid),
+                (pathspec, number if isinstance(number, int) else 0)
+                if isinstance(pathspec, str)
+                else None,
             )
             self._contexts[sid] = context
             if len(self._contexts) > MAX_TRACKED_ATTEMPTS:
                 self._contexts.popitem(last=False)
         return context
 
-    def _seen_for(self, sid: str) -> set[str]:
+    def _seen_for(self, sid: str) -> LineIds:
         seen = self._seen.get(sid)
         if seen is None:
-            seen = self._seen[sid] = set()
+            seen = self._seen[sid] = LineIds()
             if len(self._seen) > MAX_TRACKED_ATTEMPTS:
                 self._seen.popitem(last=False)
         return seen
 
-    def _log_lines(self, ctx: Mapping[str, Any], lines: Any, source: str) -> None:
+    def _add_block(
+        self,
+        context: _Context,
+        group: tuple[str, str],
+        observed: int,
+        texts: list[bytes],
+        times: int | list[int],
+        uids: list[str] | tuple[str, int],
+    ) -> None:
+        shared = context.shared_for(*group)
+        block = make_block(
+            shared,
+            context.trace_id,
+            context.span_id,
+            observed,
+            texts,
+            times,
+            uids,
+            context.attempt,
+            group[0],
+        )
+        self._blocks.append((context.resource_key, block))
+        self._block_lines += len(texts)
+
+    def _chunk(self, ctx: Mapping[str, Any], message: Mapping[str, Any]) -> None:
+        """A ``lines`` message: a chunk of one stream's lines (see mfotel._internal.ipc)."""
+        prefix, first, text = message["p"], int(message["i"]), message["x"]
+        stream, time_ns = str(message["s"]), int(message["ts"])
+        if not isinstance(prefix, str) or not isinstance(text, str) or first < 0:
+            return
         context = self._context(ctx)
-        seen = self._seen_for(str(ctx["sid"]))
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: not from our carriers, but repair them
+            data = text.encode("utf-8", "replace")
+        texts = data.split(b"\n")
+        count = len(texts)
+        new = self._seen_for(str(ctx["sid"])).add_range(prefix, first, count)
         observed = time.time_ns()
+        if new == [(first, first + count)]:
+            self._add_block(context, (stream, "task"), observed, texts, time_ns, (prefix, first))
+            return
+        for start, end in new:  # some of it arrived before (a spool replayed twice)
+            part = texts[start - first : end - first]
+            self._add_block(context, (stream, "task"), observed, part, time_ns, (prefix, start))
+
+    def _log_lines(self, ctx: Mapping[str, Any], lines: Any, source: str) -> None:
+        rows: list[tuple[str, int, str, str, str]] = []
         for line in lines:
             try:
-                uid, time_ns, stream, text = line[0], int(line[1]), line[2], line[3]
+                uid, time_ns, stream, text = str(line[0]), int(line[1]), str(line[2]), line[3]
             except (IndexError, TypeError, ValueError):
                 continue
-            if uid in seen:
-                continue
-            seen.add(uid)
-            self._logs.append(
-                (
-                    context.resource_key,
-                    make_record(
-                        str(uid),
-                        time_ns,
-                        str(stream),
-                        str(text),
-                        source,
-                        context.attrs,
-                        context.trace_id,
-                        context.span_id,
-                        observed,
-                    ),
-                )
-            )
+            rows.append((uid, time_ns, stream, source, str(text)))
+        self.add_persisted_lines(ctx, rows)
 
     def _late_event(self, ctx: Mapping[str, Any], message: Mapping[str, Any]) -> None:
         from mfotel._internal.model import SpanEvent

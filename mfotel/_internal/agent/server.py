@@ -107,8 +107,8 @@ class Agent:
                 root["end_ns"] = time.time_ns()
                 self.pipeline.handle(root, 0)
         self._ingest_inbox()
-        for ctx, lines in self.sweeper.due(final=True, seen=self.pipeline.seen_lines):
-            self.pipeline.add_persisted_lines(ctx, lines)
+        for ctx, lines, fresh in self.sweeper.due(final=True, seen=self.pipeline.seen_lines):
+            self.pipeline.add_persisted_lines(ctx, lines, fresh)
 
     # -- machinery ----------------------------------------------------------------------------
 
@@ -221,8 +221,8 @@ class Agent:
         if now - self._last_inbox >= INBOX_EVERY_S:
             self._last_inbox = now
             self._ingest_inbox()
-        for ctx, lines in self.sweeper.due(seen=self.pipeline.seen_lines):
-            self.pipeline.add_persisted_lines(ctx, lines)
+        for ctx, lines, fresh in self.sweeper.due(seen=self.pipeline.seen_lines):
+            self.pipeline.add_persisted_lines(ctx, lines, fresh)
         self.pipeline.tick()
 
     def _ingest_inbox(self) -> None:

@@ -26,7 +26,7 @@ class OtlpSink:
         self.exporter.submit("traces", encode_traces(batches), count)
 
     def logs(self, batches: list[ResourceLogs]) -> None:
-        count = sum(len(b.records) for b in batches)
+        count = sum(len(b.records) + sum(len(k.texts) for k in b.blocks) for b in batches)
         self.exporter.submit("logs", encode_logs(batches), count, entries_of(batches))
 
     def metrics(self, batches: list[ResourceMetrics]) -> None:
@@ -79,6 +79,11 @@ class ConsoleSink:
                 where = self._where(record.attributes, batch.resource)
                 stream = record.attributes.get("log.iostream", "")
                 self._print(f"[mfotel] log    {where} {stream}: {record.body!s}")
+            for block in batch.blocks:
+                where = block.attempt[0] if block.attempt else self._where({}, batch.resource)
+                for text in block.texts:
+                    line = text.decode("utf-8", "replace")
+                    self._print(f"[mfotel] log    {where} {block.stream}: {line}")
 
     def metrics(self, batches: list[ResourceMetrics]) -> None:
         for batch in batches:

@@ -53,6 +53,7 @@ from mfotel._internal.model import (
     Gauge,
     Histogram,
     HistogramPoint,
+    LogBlock,
     LogRecord,
     Metric,
     NumberPoint,
@@ -522,42 +523,85 @@ def _put_log_tail(
 
 
 def log_attributes(attributes: Mapping[str, AttrValue]) -> bytes:
-    """Attributes shared by many records, encoded once for :func:`encode_log_rows`."""
+    """Attributes shared by a :class:`LogBlock`'s records, encoded once for all of them."""
     out = bytearray()
     _put_attributes(out, _LOG_ATTRIBUTES, attributes)
     return bytes(out)
 
 
-# (time_ns, observed_ns, body, severity, severity_text, shared attributes from
-#  log_attributes(), the record's own value of the request's own_key, trace_id, span_id, flags)
-LogRow = tuple[int, int, AttrValue, int, str, bytes, str, bytes, bytes, int]
+_UID_KEY = b"log.record.uid"
+_uid_heads: dict[int, bytes] = {}
 
 
-def encode_log_rows(
-    resource: Mapping[str, AttrValue], scope: Scope, rows: Sequence[LogRow], own_key: str
-) -> bytes:
-    """An ExportLogsServiceRequest of one resource, for records that share most attributes
-    (a backfill's lines of one task): the shared ones are encoded once, not once a record,
-    then each record's own string attribute ``own_key`` (its line id). Decodes to what
-    :func:`encode_logs` writes for the same records."""
-    out = bytearray()
-    out.append(_REQUEST_RESOURCE_X)
-    batch_at = len(out)
-    out.append(0)
-    scope_at = _put_resource_and_scope(out, resource, scope)
-    for time_ns, observed_ns, body, severity, text, shared, own, trace_id, span_id, flags in rows:
+def _uid_head(m: int) -> bytes:
+    """A ``log.record.uid`` attribute up to its value's ``m`` bytes (which follow)."""
+    head = _uid_heads.get(m)
+    if head is None:
+        n = len(_UID_KEY)
+        if n + m < 0x7A:
+            head = bytes((_LOG_ATTRIBUTES, n + m + 6, _KV_KEY, n)) + _UID_KEY
+            head += bytes((_KV_VALUE, m + 2, _ANY_STRING, m))
+        else:
+            head = b""  # rare: an id this long takes the general path
+        if len(_uid_heads) < 256:
+            _uid_heads[m] = head
+    return head
+
+
+def _put_block(out: bytearray, block: LogBlock) -> None:
+    """A block's records: per line its time, body and id around the block's shared bytes.
+    This is the hot path of the live log path and of backfill; a plain line is one join."""
+    end = bytearray()
+    _put_log_tail(end, block.flags, block.trace_id, block.span_id, block.observed_ns, "")
+    tail = bytes(end)
+    shared = block.shared
+    texts = block.texts
+    times = block.times
+    stamps: Sequence[bytes]
+    if isinstance(times, int):
+        stamps = [_pack_BQ(_LOG_TIME, times) if times else b""] * len(texts)
+    else:
+        stamps = [_pack_BQ(_LOG_TIME, t) if t else b"" for t in times]
+    uids = block.uids
+    ids: Sequence[bytes]
+    if isinstance(uids, tuple):
+        prefix = uids[0].encode("ascii")
+        ids = [b"%b%012x" % (prefix, seq) for seq in range(uids[1], uids[1] + len(texts))]
+    else:
+        ids = [uid.encode("utf-8", "replace") for uid in uids]
+    special = block.special
+    join = b"".join
+    for index, (text, stamp, uid) in enumerate(zip(texts, stamps, ids)):
+        head = _uid_head(len(uid))
+        if head:
+            uid_part = head + uid
+        else:
+            uid_part = bytes((_LOG_ATTRIBUTES,)) + _kv_bytes(
+                "log.record.uid", uid.decode("utf-8", "replace")
+            )
+        rec: bytes | bytearray
+        if special and index in special:
+            body, severity, severity_text = special[index]
+            rec = bytearray(stamp)
+            _put_log_head(rec, 0, severity, severity_text, body)
+            rec += shared
+            rec += uid_part
+            rec += tail
+        else:
+            m = len(text)
+            if m < 0x7E:
+                body_head = b"%c%c%c%c" % (_LOG_BODY, m + 2, _ANY_STRING, m)
+            else:
+                size = _varint(m)
+                body_head = b"%c%b%c%b" % (_LOG_BODY, _varint(len(size) + 1 + m), _ANY_STRING, size)
+            rec = join((stamp, body_head, text, shared, uid_part, tail))
+        n = len(rec)
         out.append(_SX_ITEMS)
-        at = len(out)
-        out.append(0)
-        _put_log_head(out, time_ns, severity, text, body)
-        out += shared
-        out.append(_LOG_ATTRIBUTES)
-        out += _kv_bytes(own_key, own)
-        _put_log_tail(out, flags, trace_id, span_id, observed_ns, "")
-        _close(out, at)
-    _close(out, scope_at)
-    _close(out, batch_at)
-    return bytes(out)
+        if n < 0x80:
+            out.append(n)
+        else:
+            out += _varint(n)
+        out += rec
 
 
 def encode_logs(batches: Sequence[ResourceLogs]) -> bytes:
@@ -578,6 +622,8 @@ def encode_logs(batches: Sequence[ResourceLogs]) -> bytes:
                 out[at] = n
             else:
                 out[at : at + 1] = _varint(n)
+        for block in batch.blocks:
+            _put_block(out, block)
         _close(out, scope_at)
         _close(out, batch_at)
     return bytes(out)
