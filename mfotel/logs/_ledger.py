@@ -60,6 +60,9 @@ class LineIds:
                 for seq in range(start, end):
                     yield f"{prefix}{seq:0{SEQ_DIGITS}x}"
 
+    def __bool__(self) -> bool:
+        return bool(self.ids or self.ranges)
+
     def __len__(self) -> int:
         return len(self.ids) + sum(e - s for spans in self.ranges.values() for s, e in spans)
 

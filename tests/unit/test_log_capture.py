@@ -140,3 +140,48 @@ def test_a_killed_task_loses_no_line(tmp_path: Path, agent: FakeAgent, relay: bo
     result = _run_task(tmp_path, relay=listen, how="kill")
     assert result.returncode == -9
     _check(result, agent, "relay" if relay else "tee")
+
+
+BURST = """
+import os, sys
+from mfotel.logs import _tee
+assert _tee.start(sys.argv[1], sys.argv[2], b'{"tid":"t","sid":"s"}', sys.argv[3])
+line = b"x" * 99 + b"\\n"
+for _ in range(80):  # 8 MB, as fast as it goes
+    os.write(1, line * 1000)
+open(sys.argv[4], "w").close()
+"""
+
+
+def test_the_relay_holds_back_a_task_the_runtime_does_not_keep_up_with(
+    tmp_path: Path, agent: FakeAgent
+) -> None:
+    """A task printing faster than Metaflow's runtime reads waits in its own writes, as it
+    would without mfotel: the relay stops reading it (its memory stays bounded) until the
+    runtime has taken the backlog, and then every line arrives, at both ends."""
+    listen = str(tmp_path / "relay.sock")
+    relay_pid = _relay.start(listen, str(tmp_path / "agent.sock"), str(tmp_path))
+    assert relay_pid is not None
+    for _ in range(200):
+        if os.path.exists(listen):
+            break
+        threading.Event().wait(0.01)
+    written = tmp_path / "written"
+    task = subprocess.Popen(
+        [sys.executable, "-c", BURST, str(tmp_path / "agent.sock"), str(tmp_path), listen, written],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert task.stdout is not None
+    threading.Event().wait(1.5)  # the runtime reads nothing meanwhile
+    assert not written.exists(), "the task should wait for the runtime, not the relay buffer"
+    status = Path(f"/proc/{relay_pid}/status").read_text()
+    rss_kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
+    assert rss_kb < 40_000, f"the relay holds {rss_kb} kB"
+    out = task.stdout.read()
+    assert task.wait(30) == 0 and written.exists()
+    runtime_ids = [mflog.parse(line).id.decode() for line in out.splitlines()]
+    assert len(runtime_ids) == 80_000 == len(set(runtime_ids))
+    assert agent.wait_closed(20)
+    sent = [uid for m in agent.messages if m["t"] == "lines" for uid, *_ in expand(m)]
+    assert sent == runtime_ids

@@ -18,6 +18,8 @@ from mfotel._internal.agent.spool import Spool
 from mfotel._internal.proc import parent_gone
 from mfotel.metrics._aggregate import TEMPORALITY_PREFERENCES
 
+AGENT_NICE = 10
+
 
 def _tell_runtime_done() -> None:
     """The runtime waits for this byte on our stdout, not for our exit."""
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     # The run's Ctrl-C is for the runtime; the agent finishes when the runtime says so.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Telemetry yields the CPU to the flow: what the agent has not sent yet waits in its
+    # queues (and the spool), never in the task.
+    try:
+        os.nice(AGENT_NICE)
+    except OSError:
+        pass
 
     def warn(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
