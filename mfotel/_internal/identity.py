@@ -178,10 +178,19 @@ def resource_attributes(
     attrs.update(project_from_tags(tag_list))
     attrs.update(platform_attributes(environ))
     attrs.update(parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES")))
+    attrs["service.name"] = service_name(environ)
+    return attrs
+
+
+def service_name(environ: Mapping[str, str]) -> str:
+    """``service.name`` as the specification resolves it: OTEL_SERVICE_NAME, else a
+    ``service.name`` in OTEL_RESOURCE_ATTRIBUTES, else ``metaflow`` (the kit's default, for
+    every resource mfotel makes: a run's, and the agent's own)."""
     service = environ.get("OTEL_SERVICE_NAME", "").strip()
     if service:
-        attrs["service.name"] = service
-    return attrs
+        return service
+    named = parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES")).get("service.name")
+    return str(named) if named else "metaflow"
 
 
 def task_attributes(

@@ -28,3 +28,13 @@ def flatten(payload: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dic
         else:
             out[name] = json.dumps(value, default=str, sort_keys=True)
     return out
+
+
+def event_attributes(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``event`` message's attributes: its payload, flattened, and its level as
+    ``metaflow.event.level`` (on a span event and on the log record of a late one alike)."""
+    attributes = flatten(body.get("payload") or {})
+    level = body.get("level")
+    if level:
+        attributes["metaflow.event.level"] = str(level)
+    return attributes

@@ -28,6 +28,7 @@ from mfotel._internal.model import (
     NumberPoint,
     Sum,
 )
+from mfotel._internal.otlp.config import TEMPORALITY_PREFERENCES
 
 # Seconds: Metaflow timers span milliseconds (a metadata call) to hours (a task).
 BOUNDS = (
@@ -71,7 +72,6 @@ class _Series:
     fresh: bool = True  # delta: something was recorded since the last collection
 
 
-TEMPORALITY_PREFERENCES = ("cumulative", "delta", "lowmemory")
 
 
 class Aggregator:

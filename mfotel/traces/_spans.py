@@ -19,7 +19,7 @@ from mfotel._internal.model import (
     SpanEvent,
     SpanLink,
 )
-from mfotel.events._attributes import flatten
+from mfotel.events._attributes import event_attributes
 
 MAX_REMEMBERED_ENDED = 100_000
 
@@ -48,10 +48,7 @@ class Assembler:
         sid = str(ctx.get("sid", ""))
         if sid in self.ended:
             return False
-        attributes = flatten(body.get("payload") or {})
-        level = body.get("level")
-        if level:
-            attributes["metaflow.event.level"] = str(level)
+        attributes = event_attributes(body)
         self.events.setdefault(sid, []).append(
             SpanEvent(str(body.get("name", "event")), int(body.get("time_ns", 0)), attributes)
         )

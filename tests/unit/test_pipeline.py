@@ -126,6 +126,24 @@ def test_events_join_their_span_and_late_ones_become_log_records() -> None:
     assert on_span.attributes == {"msg": "hi", "nested.a": 1, "metaflow.event.level": "info"}
     (late,) = sink.all_records()
     assert late.event_name == "metaflow.task.late" and late.span_id.hex() == SID
+    assert late.attributes["metaflow.event.level"] == "info"  # as on a span event
+    assert (late.attributes["msg"], late.attributes["nested.a"]) == ("hi", 1)
+
+
+def test_every_resource_names_its_service_as_the_specification_says() -> None:
+    """OTEL_SERVICE_NAME wins, then a service.name in OTEL_RESOURCE_ATTRIBUTES, else metaflow:
+    for a run's resource and the agent's own alike."""
+    from mfotel._internal.identity import resource_attributes, service_name
+
+    cases = [
+        ({}, "metaflow"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=ml,team=a"}, "ml"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=ml", "OTEL_SERVICE_NAME": "train"}, "train"),
+        ({"OTEL_SERVICE_NAME": "  "}, "metaflow"),
+    ]
+    for environ, expected in cases:
+        assert service_name(environ) == expected, environ
+        assert resource_attributes("F", "1", "u", [], environ)["service.name"] == expected
 
 
 def test_a_line_is_exported_once_however_it_arrives() -> None:

@@ -15,8 +15,8 @@ from mfotel._internal.agent.pipeline import Pipeline, Sink
 from mfotel._internal.agent.server import Agent
 from mfotel._internal.agent.sinks import ConsoleSink, OtlpSink
 from mfotel._internal.agent.spool import Spool
+from mfotel._internal.otlp.config import metrics_temporality
 from mfotel._internal.proc import parent_gone
-from mfotel.metrics._aggregate import TEMPORALITY_PREFERENCES
 
 AGENT_NICE = 10
 
@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             if n > 0
         ]
 
+    temporality = metrics_temporality(os.environ, warn)
     pipeline = Pipeline(
-        sink, export_s, metric_s, extra_metrics=own_counts, temporality=_temporality(warn)
+        sink, export_s, metric_s, extra_metrics=own_counts, temporality=temporality
     )
     agent = Agent(args.socket, pipeline, spool, args.parent_pid, debug, args.listen_fd)
     if exporter is not None:
@@ -190,19 +191,6 @@ def _hand_off(attempt: Mapping[str, Any], args: _Args, warn: Callable[[str], Non
         )
     except Exception as exc:
         warn(f"mfotel: could not put the killed task's telemetry into the datastore: {exc}")
-
-
-def _temporality(warn: Callable[[str], None]) -> str:
-    """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the specification reads it."""
-    name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
-    value = os.environ.get(name, "").strip().lower() or "cumulative"
-    if value not in TEMPORALITY_PREFERENCES:
-        warn(
-            f"mfotel: {name}={value!r} is not one of {', '.join(TEMPORALITY_PREFERENCES)}; "
-            "using cumulative"
-        )
-        return "cumulative"
-    return value
 
 
 if __name__ == "__main__":

@@ -328,13 +328,13 @@ class Pipeline:
 
     def _late_event(self, ctx: Mapping[str, Any], message: Mapping[str, Any]) -> None:
         from mfotel._internal.model import SpanEvent
-        from mfotel.events._attributes import flatten
+        from mfotel.events._attributes import event_attributes
 
         context = self._context(ctx)
         event = SpanEvent(
             str(message.get("name", "event")),
             int(message.get("time_ns", 0)),
-            flatten(message.get("payload") or {}),
+            event_attributes(message),
         )
         self._logs.append((context.resource_key, _event_record(context, event)))
 
@@ -343,8 +343,10 @@ class Pipeline:
         import os
         import socket
 
+        from mfotel._internal.identity import service_name
+
         return {
-            "service.name": os.environ.get("OTEL_SERVICE_NAME", "metaflow") or "metaflow",
+            "service.name": service_name(os.environ),
             "telemetry.sdk.name": "mfotel",
             "telemetry.sdk.language": "python",
             "telemetry.sdk.version": __version__,

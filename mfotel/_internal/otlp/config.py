@@ -26,7 +26,7 @@ Standard library only: this runs in the agent, which may live in a bare task int
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
@@ -421,3 +421,20 @@ def resolve_target(signal: Signal, environ: Mapping[str, str]) -> OtlpTarget:
         sources=sources,
         warnings=tuple(warnings),
     )
+
+
+TEMPORALITY_PREFERENCES = ("cumulative", "delta", "lowmemory")
+
+
+def metrics_temporality(environ: Mapping[str, str], warn: Callable[[str], None]) -> str:
+    """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the specification reads it (case
+    insensitive; an unknown value is said once and read as the default, cumulative)."""
+    name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+    value = environ.get(name, "").strip().lower() or "cumulative"
+    if value not in TEMPORALITY_PREFERENCES:
+        warn(
+            f"mfotel: {name}={value!r} is not one of {', '.join(TEMPORALITY_PREFERENCES)}; "
+            "using cumulative"
+        )
+        return "cumulative"
+    return value
