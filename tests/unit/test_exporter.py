@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 from mfotel._internal.agent.exporter import Exporter
@@ -117,3 +118,35 @@ def test_a_claim_left_by_a_dead_sender_goes_back_to_the_spool(tmp_path: Path) ->
     assert spool.recover_stale_claims() == 1
     assert spool.pending()["logs"] == 1
     assert spool.recover_stale_claims() == 0
+
+
+def test_a_collector_that_does_not_keep_up_costs_bounded_memory_and_never_blocks(
+    tmp_path: Path,
+) -> None:
+    """Requests beyond the queue's byte budget go straight to the spool: submitting never
+    waits for the collector, and once it keeps up again the spooled ones are sent from there;
+    every request arrives once."""
+    from mfotel._internal.agent import exporter as module
+
+    payloads = [_payload(f"{n}" + "x" * 400_000) for n in range(60)]  # 24 MB
+    with OTLPReceiver(grpc=False) as rx:
+        rx.set_delay(0.05)
+        spool = Spool(str(tmp_path), 1 << 30)
+        warnings: list[str] = []
+        exporter = Exporter(
+            spool, {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint}, warnings.append
+        )
+        began = time.monotonic()
+        for payload in payloads:
+            exporter.submit("logs", payload, 1)
+            assert exporter._queued_bytes <= module.QUEUE_BYTES
+        assert time.monotonic() - began < 1.0, "submitting waited for the collector"
+        assert exporter.counts[("logs", "spooled")] > 0
+        assert len(warnings) == 1 and "does not keep up" in warnings[0]
+        rx.set_delay(0)
+        exporter.submit("logs", _payload("after"), 1)  # a success sends the spooled ones too
+        assert rx.wait_for(lambda r: len(r.logs()) >= 61, 30)
+        exporter.shutdown(5.0)
+        bodies = sorted(str(r.body)[:3] for r in rx.logs())
+    assert len(bodies) == 61 and len(set(bodies)) == 61, bodies[:5]
+    assert spool.pending()["logs"] == 0

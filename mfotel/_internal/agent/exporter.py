@@ -29,6 +29,10 @@ from mfotel.logs._ledger import Entry
 QUICK_RETRIES = (0.1, 0.4)
 MAX_BACKOFF_S = 30.0
 QUEUE_LIMIT = 2048
+# Encoded requests waiting for the collector: beyond this many bytes a request goes straight
+# to the spool (and is sent from there once the collector keeps up again), so a task that
+# prints faster than its collector accepts costs the agent bounded memory and never waits.
+QUEUE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Exporter:
         self._deadline: float | None = None
         self.counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+        self._queued_bytes = 0
         self._thread = threading.Thread(target=self._work, name="mfotel-exporter", daemon=True)
         self._thread.start()
 
@@ -74,9 +79,18 @@ class Exporter:
         self, signal: str, payload: bytes, records: int, delivered: list[Entry] | None = None
     ) -> None:
         request = Request(signal, payload, records, delivered)
+        with self._lock:
+            fits = self._queued_bytes + len(payload) <= QUEUE_BYTES or not self._queued_bytes
+            if fits:
+                self._queued_bytes += len(payload)
+        if not fits:
+            self._to_spool(request, "the collector does not keep up")
+            return
         try:
             self._queue.put_nowait(request)
         except queue.Full:
+            with self._lock:
+                self._queued_bytes -= len(payload)
             self._to_spool(request, "the export queue is full")
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -118,6 +132,8 @@ class Exporter:
             if request is None:
                 self._queue.task_done()
                 return
+            with self._lock:
+                self._queued_bytes -= len(request.payload)
             self._inflight = request
             try:
                 self._send(request)
