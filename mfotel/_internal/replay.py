@@ -13,7 +13,7 @@ from mfotel._internal.agent.spool import Spool
 from mfotel._internal.model import ResourceLogs, ResourceMetrics, ResourceSpans
 from mfotel._internal.otlp.config import ConfigError, resolve_target
 from mfotel._internal.otlp.encode import encode_logs, encode_metrics, encode_traces
-from mfotel._internal.otlp.transport import Transport, make_transport
+from mfotel._internal.otlp.transport import Transport, make_transport, send_with_retries
 from mfotel._internal.paths import delivered_dir, state_dir
 from mfotel._internal.paths import spool_dir as default_spool_dir
 from mfotel.logs import _ledger
@@ -103,9 +103,7 @@ def replay(environ: Mapping[str, str], folder: str | None = None) -> ReplayResul
                 continue
         with open(claimed.path, "rb") as handle:
             payload = handle.read()
-        import time
-
-        sent = transport.send(payload, time.monotonic() + SEND_TIMEOUT_S)
+        sent = send_with_retries(transport, payload, SEND_TIMEOUT_S)
         if sent.ok:
             if claimed.signal == "logs":
                 _ledger.record(ledger, _ledger.entries_in_request(payload))

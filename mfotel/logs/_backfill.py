@@ -31,7 +31,7 @@ from mfotel._internal.agent.pipeline import SCOPE
 from mfotel._internal.model import LogBlock, ResourceLogs
 from mfotel._internal.otlp.config import ConfigError, resolve_target
 from mfotel._internal.otlp.encode import encode_logs
-from mfotel._internal.otlp.transport import Transport, make_transport
+from mfotel._internal.otlp.transport import Transport, make_transport, send_with_retries
 from mfotel._internal.paths import checkpoint_dir, delivered_dir, find_local_root
 from mfotel.logs import _ledger
 from mfotel.logs._checkpoint import Checkpoints
@@ -44,7 +44,6 @@ from mfotel.traces._ids import attempt_span_id, root_context
 BATCH_RECORDS = 2000
 BATCH_BYTES = 2 << 20
 SEND_TIMEOUT_S = 30.0
-RETRIES = (0.5, 2.0)
 STALE_S = 600.0  # a log unchanged this long belongs to an attempt that is over
 TRACE_MODES = ("auto", "derived", "none")
 
@@ -403,12 +402,7 @@ class Backfill:
             self._local.transport = transport
             with self._lock:
                 self._transports.append(transport)
-        result = transport.send(payload, time.monotonic() + SEND_TIMEOUT_S)
-        for pause in RETRIES:
-            if result.ok or not result.retryable:
-                break
-            time.sleep(result.retry_after_s if result.retry_after_s is not None else pause)
-            result = transport.send(payload, time.monotonic() + SEND_TIMEOUT_S)
+        result = send_with_retries(transport, payload, SEND_TIMEOUT_S)
         if result.ok:
             return ""
         return f"the collector at {self.target.endpoint} did not take the logs: {result.detail}"

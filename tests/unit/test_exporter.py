@@ -150,3 +150,22 @@ def test_a_collector_that_does_not_keep_up_costs_bounded_memory_and_never_blocks
         bodies = sorted(str(r.body)[:3] for r in rx.logs())
     assert len(bodies) == 61 and len(set(bodies)) == 61, bodies[:5]
     assert spool.pending()["logs"] == 0
+
+
+def test_replay_and_the_exporter_retry_what_the_collector_says_to_retry(tmp_path: Path) -> None:
+    """One retry policy for every sender: a spooled request the collector answers 503 twice is
+    still sent by one `mfotel replay`, once."""
+    from mfotel._internal.replay import replay
+
+    spool = Spool(str(tmp_path), 1 << 20)
+    exporter = Exporter(spool, {"OTEL_EXPORTER_OTLP_ENDPOINT": _dead_endpoint()}, lambda _: None)
+    exporter.submit("logs", _payload("spooled"), 1)
+    exporter.shutdown(5.0)
+    assert spool.pending()["logs"] == 1
+    with OTLPReceiver(grpc=False) as rx:
+        rx.fail_next(2, status=503)
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint, "MFOTEL_STATE_DIR": str(tmp_path)}
+        result = replay(env, str(tmp_path))
+        assert result.ok, result.summary
+        assert [str(r.body) for r in rx.logs()] == ["spooled"]
+    assert spool.pending()["logs"] == 0

@@ -22,11 +22,15 @@ from typing import Callable
 
 from mfotel._internal.agent.spool import Spool
 from mfotel._internal.otlp.config import ConfigError, resolve_target
-from mfotel._internal.otlp.transport import SendResult, Transport, make_transport
+from mfotel._internal.otlp.transport import (
+    SendResult,
+    Transport,
+    make_transport,
+    send_with_retries,
+)
 from mfotel.logs import _ledger
 from mfotel.logs._ledger import Entry
 
-QUICK_RETRIES = (0.1, 0.4)
 MAX_BACKOFF_S = 30.0
 QUEUE_LIMIT = 2048
 # Encoded requests waiting for the collector: beyond this many bytes a request goes straight
@@ -168,16 +172,8 @@ class Exporter:
         self._to_spool(request, result.detail)
 
     def _attempt(self, transport: Transport, payload: bytes) -> SendResult:
-        result = transport.send(payload, self._send_deadline())
-        for pause in QUICK_RETRIES:
-            if result.ok or not result.retryable:
-                break
-            wait = result.retry_after_s if result.retry_after_s is not None else pause
-            if time.monotonic() + wait >= self._send_deadline():
-                break
-            time.sleep(min(wait, 5.0))
-            result = transport.send(payload, self._send_deadline())
-        return result
+        deadline = self._send_deadline()
+        return send_with_retries(transport, payload, deadline - time.monotonic(), deadline)
 
     def _send_deadline(self) -> float:
         far = time.monotonic() + 3600.0

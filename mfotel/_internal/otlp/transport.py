@@ -74,6 +74,40 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+# Pauses before the retries of a retryable failure (the collector's Retry-After wins), as
+# the OTLP specification asks: the one retry policy of the exporter, replay and backfill.
+RETRY_PAUSES = (0.1, 0.5, 2.0)
+MAX_PAUSE_S = 5.0  # a longer Retry-After is not waited out: the request is spooled or reported
+
+
+def send_with_retries(
+    transport: Transport,
+    payload: bytes,
+    attempt_timeout_s: float,
+    deadline: float | None = None,
+    pauses: tuple[float, ...] = RETRY_PAUSES,
+) -> SendResult:
+    """Send ``payload``, retrying what the collector says is retryable after each pause (or its
+    Retry-After, up to MAX_PAUSE_S), each attempt within ``attempt_timeout_s`` and all of them
+    before ``deadline`` (monotonic), if one is given. The last attempt's result."""
+    import time
+
+    def attempt_deadline() -> float:
+        end = time.monotonic() + attempt_timeout_s
+        return end if deadline is None else min(end, deadline)
+
+    result = transport.send(payload, attempt_deadline())
+    for pause in pauses:
+        if result.ok or not result.retryable:
+            break
+        wait = min(result.retry_after_s if result.retry_after_s is not None else pause, MAX_PAUSE_S)
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            break
+        time.sleep(wait)
+        result = transport.send(payload, attempt_deadline())
+    return result
+
+
 def make_transport(target: OtlpTarget) -> Transport:
     """A transport for ``target``; ConfigError if it cannot be built (grpcio, TLS files)."""
     if target.protocol == "grpc":
