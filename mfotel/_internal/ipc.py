@@ -48,6 +48,7 @@ from _thread import allocate_lock
 TYPE_CHECKING = False  # typing itself costs the tee ~8 ms to import
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
@@ -131,6 +132,26 @@ def await_attempt(pathspec: str, attempt: int, timeout_s: float) -> float:
 
 def inbox_dir(spool_dir: str) -> str:
     return os.path.join(spool_dir, "inbox")
+
+
+def decode(line: bytes) -> dict[str, Any] | None:
+    """One message from its JSON line; None for anything else (a partial or foreign line)."""
+    import json
+
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def read_inbox(path: str) -> Iterator[dict[str, Any]]:
+    """The messages of one inbox file (which the agent and ``mfotel replay`` both read)."""
+    with open(path, "rb") as handle:
+        for line in handle:
+            message = decode(line.rstrip(b"\n"))
+            if message is not None:
+                yield message
 
 
 class AgentClient:

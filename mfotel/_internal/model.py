@@ -179,6 +179,10 @@ class ResourceLogs:
     records: list[LogRecord]
     blocks: list[LogBlock] = field(default_factory=list)
 
+    def count(self) -> int:
+        """Log records, those of the blocks included."""
+        return len(self.records) + sum(len(block.texts) for block in self.blocks)
+
 
 @dataclass
 class ResourceMetrics:

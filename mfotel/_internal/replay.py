@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from mfotel import settings
 from mfotel._internal.agent.pipeline import Pipeline
 from mfotel._internal.agent.spool import Spool
+from mfotel._internal.ipc import read_inbox
 from mfotel._internal.model import ResourceLogs, ResourceMetrics, ResourceSpans
 from mfotel._internal.otlp.config import ConfigError, resolve_target
 from mfotel._internal.otlp.encode import encode_logs, encode_metrics, encode_traces
@@ -42,7 +43,7 @@ class _SpoolSink:
         self.spool.put("traces", encode_traces(batches), sum(len(b.spans) for b in batches))
 
     def logs(self, batches: list[ResourceLogs]) -> None:
-        self.spool.put("logs", encode_logs(batches), sum(len(b.records) for b in batches))
+        self.spool.put("logs", encode_logs(batches), sum(b.count() for b in batches))
 
     def metrics(self, batches: list[ResourceMetrics]) -> None:
         points = sum(len(m.data.points) for b in batches for m in b.metrics)
@@ -56,19 +57,11 @@ class _SpoolSink:
 
 
 def ingest_inbox(spool: Spool) -> int:
-    import json
-
     pipeline = Pipeline(_SpoolSink(spool))
     files = 0
     for path in spool.claim_inbox():
-        with open(path, "rb") as handle:
-            for line in handle:
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(message, dict):
-                    pipeline.handle(message, 0)
+        for message in read_inbox(path):
+            pipeline.handle(message, 0)
         files += 1
         os.unlink(path)
     pipeline.finish()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -169,3 +170,24 @@ def test_replay_and_the_exporter_retry_what_the_collector_says_to_retry(tmp_path
         assert result.ok, result.summary
         assert [str(r.body) for r in rx.logs()] == ["spooled"]
     assert spool.pending()["logs"] == 0
+
+
+def test_replay_sends_a_carriers_chunk_from_the_inbox_and_counts_its_lines(
+    tmp_path: Path,
+) -> None:
+    """What a log carrier could not hand the agent (a ``lines`` message in the inbox) is sent
+    by `mfotel replay`: every line once, each counted."""
+    from mfotel._internal.ipc import inbox_dir
+    from mfotel._internal.replay import replay
+    from mfotel.logs._lines import Stream
+
+    ctx = b'{"tid":"0af7651916cd43dd8448eb211c80319c","sid":"00f067aa0ba902b7","attrs":{}}'
+    message = Stream(-1, "stdout", ctx).feed(b"one\ntwo\nthree\n")
+    assert message is not None
+    os.makedirs(inbox_dir(str(tmp_path)))
+    (Path(inbox_dir(str(tmp_path))) / "host-1-2.jsonl").write_bytes(message)
+    with OTLPReceiver(grpc=False) as rx:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint, "MFOTEL_STATE_DIR": str(tmp_path)}
+        result = replay(env, str(tmp_path))
+        assert result.ok and result.sent["logs"] == 3, result.summary
+        assert [str(r.body) for r in rx.logs()] == ["one", "two", "three"]

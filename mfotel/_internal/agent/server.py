@@ -9,7 +9,6 @@ the pipeline, gives the exporter ``MFOTEL_SHUTDOWN_TIMEOUT_MS`` to send, and spo
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import socket
@@ -20,7 +19,7 @@ from typing import Any
 
 from mfotel._internal.agent.pipeline import Pipeline
 from mfotel._internal.agent.spool import Spool
-from mfotel._internal.ipc import listen
+from mfotel._internal.ipc import decode, listen, read_inbox
 from mfotel._internal.proc import parent_gone
 from mfotel.logs._persisted import Sweeper
 
@@ -165,12 +164,11 @@ class Agent:
             self._dispatch(line, conn)
 
     def _dispatch(self, line: bytes, conn: _Conn | None) -> None:
-        try:
-            message: Any = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(message, dict):
-            return
+        message = decode(line)
+        if message is not None:
+            self._handle(message, conn)
+
+    def _handle(self, message: dict[str, Any], conn: _Conn | None) -> None:
         kind = message.get("t")
         if kind == "hello" and conn is not None:
             conn.role = str(message.get("role", ""))
@@ -228,9 +226,8 @@ class Agent:
     def _ingest_inbox(self) -> None:
         for path in self.spool.claim_inbox():
             try:
-                with open(path, "rb") as handle:
-                    for line in handle:
-                        self._dispatch(line.rstrip(b"\n"), None)
+                for message in read_inbox(path):
+                    self._handle(message, None)
             except OSError:
                 continue
             try:

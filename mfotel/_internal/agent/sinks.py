@@ -26,7 +26,7 @@ class OtlpSink:
         self.exporter.submit("traces", encode_traces(batches), count)
 
     def logs(self, batches: list[ResourceLogs]) -> None:
-        count = sum(len(b.records) + sum(len(k.texts) for k in b.blocks) for b in batches)
+        count = sum(b.count() for b in batches)
         self.exporter.submit("logs", encode_logs(batches), count, entries_of(batches))
 
     def metrics(self, batches: list[ResourceMetrics]) -> None:
