@@ -69,7 +69,15 @@ def run_once(env: dict[str, str]) -> tuple[float, float]:
     try:
         cpu0, wall0 = _children_cpu(), time.perf_counter()
         subprocess.run(
-            [sys.executable, str(FLOW), "run", "--max-workers", str(WORKERS)],
+            [
+                sys.executable,
+                str(FLOW),
+                "run",
+                "--max-workers",
+                str(WORKERS),
+                "--max-num-splits",
+                str(max(100, WIDTH)),
+            ],
             cwd=workdir,
             env={**env, "WIDE_TASKS": str(WIDTH)},
             check=True,
