@@ -44,6 +44,7 @@ bench-container: $(STAMP) compile
 
 bench-chatty: $(STAMP) compile
 	$(PY) benchmarks/bench_chatty.py
+	$(PY) benchmarks/bench_chatty.py --container
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -135,11 +135,14 @@ def run_once(
         flow_cpu = usage.ru_utime + usage.ru_stime
         helpers: dict[str, tuple[float, int]] = {}
         for pid, role in watcher.roles.items():
+            # Peak RSS is the kernel's VmHWM of the process's own image: wait4's ru_maxrss
+            # also counts the copy of its starter (the runtime) it was forked as before exec.
+            rss = watcher.rss_kb.get(pid, 0)
             got = reaped.get(pid)
             if got is not None:
-                cpu, rss = got.ru_utime + got.ru_stime, got.ru_maxrss
+                cpu = got.ru_utime + got.ru_stime
             else:  # reaped by the runtime, so counted in its figure: sampled, and moved here
-                cpu, rss = watcher.cpu.get(pid, 0.0), watcher.rss_kb.get(pid, 0)
+                cpu = watcher.cpu.get(pid, 0.0)
                 flow_cpu -= cpu
             old_cpu, old_rss = helpers.get(role, (0.0, 0))
             helpers[role] = (old_cpu + cpu, max(old_rss, rss))

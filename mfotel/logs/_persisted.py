@@ -33,7 +33,8 @@ LOG_FILES = (
 FIRST_TRY_S = 0.3
 GIVE_UP_S = 15.0
 FOLLOW_S = 0.25
-READ_CHUNK = 4 * 1024 * 1024
+READ_CHUNK = 256 * 1024
+TICK_BYTES = 16 * 1024 * 1024  # a followed file's most a tick: bounded, and ahead of any task
 
 
 def attempt_folder(root: str, ctx: Mapping[str, Any]) -> str | None:
@@ -119,29 +120,31 @@ class _Followed:
     partial: list[bytes]
     next_read: float = 0.0
 
-    def read_new(self, to_end: bool = False) -> list[tuple[str, int, str, str, str]]:
-        """The lines finished since the last read: one chunk per file, or all of them."""
-        lines: list[tuple[str, int, str, str, str]] = []
+    def read_new(self, to_end: bool = False) -> Iterator[list[tuple[str, int, str, str, str]]]:
+        """The lines finished since the last read, a chunk's worth at a time (so that a chatty
+        task's backlog is never all in memory at once): up to TICK_BYTES a file, or all."""
         for index, (path, stream) in enumerate(self.files):
+            budget = TICK_BYTES
             try:
                 with open(path, "rb") as handle:
                     handle.seek(self.offsets[index])
-                    while True:
+                    while to_end or budget > 0:
                         data = handle.read(READ_CHUNK)
                         if not data:
                             break
+                        budget -= len(data)
                         self.offsets[index] += len(data)
                         pieces = (self.partial[index] + data).split(b"\n")
                         self.partial[index] = pieces.pop()
+                        lines = []
                         for raw in pieces:
                             line = _parsed(raw, stream)
                             if line is not None:
                                 lines.append(line)
-                        if not to_end:
-                            break
+                        if lines:
+                            yield lines
             except OSError:
                 continue
-        return lines
 
 
 def _parsed(raw: bytes, stream: str) -> tuple[str, int, str, str, str] | None:
@@ -197,11 +200,11 @@ class Sweeper:
                 # The attempt's task said it is done (after Metaflow's tee wrote its last
                 # lines), or it is gone: read to the end.
                 del self._followed[sid]
-                yield followed.ctx, followed.read_new(to_end=True), True
+                for lines in followed.read_new(to_end=True):
+                    yield followed.ctx, lines, True
             elif now >= followed.next_read:
                 followed.next_read = now + FOLLOW_S
-                lines = followed.read_new()
-                if lines:
+                for lines in followed.read_new():
                     yield followed.ctx, lines, True
         for sid, pending in list(self._pending.items()):
             if not final and now < pending.first_try:

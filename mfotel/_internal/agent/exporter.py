@@ -36,7 +36,11 @@ QUEUE_LIMIT = 2048
 # Encoded requests waiting for the collector: beyond this many bytes a request goes straight
 # to the spool (and is sent from there once the collector keeps up again), so a task that
 # prints faster than its collector accepts costs the agent bounded memory and never waits.
-QUEUE_BYTES = 8 * 1024 * 1024
+QUEUE_BYTES = 4 * 1024 * 1024
+# How long the agent waits for room in that queue before it spools a request instead: the
+# agent may wait (what reaches it meanwhile waits in its socket, or in a carrier's inbox, and
+# a followed file is simply read later), tasks never do.
+ROOM_WAIT_S = 1.0
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Exporter:
         self._deadline: float | None = None
         self.counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+        self._room = threading.Condition()  # guards _queued_bytes
         self._queued_bytes = 0
         self._thread = threading.Thread(target=self._work, name="mfotel-exporter", daemon=True)
         self._thread.start()
@@ -83,8 +88,14 @@ class Exporter:
         self, signal: str, payload: bytes, records: int, delivered: list[Entry] | None = None
     ) -> None:
         request = Request(signal, payload, records, delivered)
-        with self._lock:
-            fits = self._queued_bytes + len(payload) <= QUEUE_BYTES or not self._queued_bytes
+        with self._room:
+            deadline = time.monotonic() + ROOM_WAIT_S
+            while True:
+                fits = self._queued_bytes + len(payload) <= QUEUE_BYTES or not self._queued_bytes
+                remaining = deadline - time.monotonic()
+                if fits or remaining <= 0 or self._deadline is not None:
+                    break
+                self._room.wait(remaining)
             if fits:
                 self._queued_bytes += len(payload)
         if not fits:
@@ -93,7 +104,7 @@ class Exporter:
         try:
             self._queue.put_nowait(request)
         except queue.Full:
-            with self._lock:
+            with self._room:
                 self._queued_bytes -= len(payload)
             self._to_spool(request, "the export queue is full")
 
@@ -136,8 +147,9 @@ class Exporter:
             if request is None:
                 self._queue.task_done()
                 return
-            with self._lock:
+            with self._room:
                 self._queued_bytes -= len(request.payload)
+                self._room.notify_all()
             self._inflight = request
             try:
                 self._send(request)

@@ -175,6 +175,8 @@ class Pipeline:
             added += 1
         if texts:
             self._add_block(context, group, observed, texts, times, uids)  # type: ignore[arg-type]
+        if self._block_lines >= MAX_BATCH_LINES:
+            self.flush()  # a long backlog goes out as it is read, not all at the end
         return added
 
     # -- output ---------------------------------------------------------------------------
