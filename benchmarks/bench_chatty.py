@@ -26,7 +26,6 @@ Metaflow's own log capture (see :func:`container`).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import resource
 import shutil
@@ -321,16 +320,9 @@ def container(rounds: int, lines: int) -> None:
     whose agent follows the files Metaflow's capture writes: RemoteProbeFlow's start step
     printing ``lines`` lines to each stream, untraced against traced, in rotating order."""
     sys.path.insert(0, str(FLOW.parent.parent.parent))
-    from bench_container import _env
+    from bench_container import _env, compile_probe
 
-    from tests.containers import (
-        ArgoWorkflow,
-        KubernetesApi,
-        build_wheel,
-        compile_flow,
-        stock_python,
-        user_python,
-    )
+    from tests.containers import ArgoWorkflow, build_wheel, stock_python, user_python
     from tests.emulators import start_moto
 
     work = Path(tempfile.mkdtemp(prefix="mfotel-bench-chatty-container-"))
@@ -342,77 +334,57 @@ def container(rounds: int, lines: int) -> None:
         user = user_python(get_version(public=True), build_wheel(work / "wheel"))
         stock = stock_python("3.11")
         platform = {k: v for k, v in moto.env.items() if k.startswith("AWS_")}
-        probe = FLOW.parent / "remote_probe_flow.py"
         receiver, port = start_receiver()
-        with KubernetesApi(stock, work, {}) as api:
-            compiled = compile_flow(
-                user,
-                probe,
-                work / "laptop",
-                ["argo-workflows", "create", "--only-json"],
-                {
-                    **moto.env,
-                    "KUBECONFIG": str(api.kubeconfig(work / "kubeconfig")),
-                    "METAFLOW_DEFAULT_DATASTORE": "s3",
-                    "METAFLOW_DATASTORE_SYSROOT_S3": "s3://bench/metaflow",
-                    "METAFLOW_KUBERNETES_NAMESPACE": "default",
-                    "MF_TRACING": "otlp",
-                    "MFOTEL_REMOTE_ENDPOINT": f"http://127.0.0.1:{port}",
-                },
-            )
-            assert compiled.returncode == 0, compiled.stderr
-            template = json.loads(compiled.stdout[compiled.stdout.index("{") :])
-            for param in template["spec"]["arguments"]["parameters"]:
-                if param["name"] == "lines":
-                    param["value"] = str(lines)
-            modes = {"off": _env(template, {"MF_TRACING": None}), "mfotel": template}
-            wall: dict[str, list[float]] = {m: [] for m in modes}
-            cpu: dict[str, list[float]] = {m: [] for m in modes}
-            agent_cpu, agent_rss, after = [], [], []
-            for index in range(rounds):
-                order = list(modes) if index % 2 == 0 else list(reversed(modes))
-                for mode in order:
-                    counts(port, reset=True)
-                    workflow = ArgoWorkflow(
-                        modes[mode], stock, work / "runs", platform, stop_after="start"
-                    )
-                    with Watcher() as watcher:
-                        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                        began = time.monotonic()
-                        (run,) = workflow.run()
-                        wall[mode].append(time.monotonic() - began)
-                        used = resource.getrusage(resource.RUSAGE_CHILDREN)
-                    cpu[mode].append(
-                        used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
-                    )
-                    assert run.returncode == 0, run.output[-2000:]
-                    if mode != "mfotel":
-                        continue
-                    ended = time.time()
-                    records, uids, last, _ = _wait_for_lines(port, 2 * lines)
-                    assert uids >= 2 * lines and records == uids, f"{records} records, {uids} ids"
-                    after.append(max(0.0, last - ended))
-                    roles = watcher.by_role()
-                    agent_cpu.append(roles.get("agent", (0.0, 0))[0])
-                    agent_rss.append(roles.get("agent", (0.0, 0))[1])
-            off, on = statistics.median(wall["off"]), statistics.median(wall["mfotel"])
-            paired = statistics.median(b / a for a, b in zip(wall["off"], wall["mfotel"]))
-            off_cpu, on_cpu = statistics.median(cpu["off"]), statistics.median(cpu["mfotel"])
-            agent = statistics.median(agent_cpu)
-            print(
-                f"A container attempt printing {lines:,} lines to each stream, {rounds} rounds, "
-                f"{os.cpu_count()} cores"
-            )
-            print(
-                f"  wall: untraced {off:.2f} s, mfotel {on:.2f} s: {on / off:.3f}x "
-                f"(paired {paired:.3f}x); CPU of every process: {on_cpu / off_cpu:.3f}x"
-            )
-            print(
-                f"  the agent (following Metaflow's capture files): {agent:.2f} s CPU, "
-                f"{2 * lines / agent:,.0f} lines/s per core, peak RSS "
-                f"{statistics.median(agent_rss) / 1024:.0f} MB"
-            )
-            print(f"  the last line, after the attempt ended: {statistics.median(after):.2f} s")
+        template = compile_probe(user, stock, work, moto, f"http://127.0.0.1:{port}", {})
+        for param in template["spec"]["arguments"]["parameters"]:
+            if param["name"] == "lines":
+                param["value"] = str(lines)
+        modes = {"off": _env(template, {"MF_TRACING": None}), "mfotel": template}
+        wall: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
+        agent_cpu, agent_rss, after = [], [], []
+        for index in range(rounds):
+            order = list(modes) if index % 2 == 0 else list(reversed(modes))
+            for mode in order:
+                counts(port, reset=True)
+                workflow = ArgoWorkflow(
+                    modes[mode], stock, work / "runs", platform, stop_after="start"
+                )
+                with Watcher() as watcher:
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    began = time.monotonic()
+                    (run,) = workflow.run()
+                    wall[mode].append(time.monotonic() - began)
+                    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[mode].append(used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime)
+                assert run.returncode == 0, run.output[-2000:]
+                if mode != "mfotel":
+                    continue
+                ended = time.time()
+                records, uids, last, _ = _wait_for_lines(port, 2 * lines)
+                assert uids >= 2 * lines and records == uids, f"{records} records, {uids} ids"
+                after.append(max(0.0, last - ended))
+                roles = watcher.by_role()
+                agent_cpu.append(roles.get("agent", (0.0, 0))[0])
+                agent_rss.append(roles.get("agent", (0.0, 0))[1])
+        off, on = statistics.median(wall["off"]), statistics.median(wall["mfotel"])
+        paired = statistics.median(b / a for a, b in zip(wall["off"], wall["mfotel"]))
+        off_cpu, on_cpu = statistics.median(cpu["off"]), statistics.median(cpu["mfotel"])
+        agent = statistics.median(agent_cpu)
+        print(
+            f"A container attempt printing {lines:,} lines to each stream, {rounds} rounds, "
+            f"{os.cpu_count()} cores"
+        )
+        print(
+            f"  wall: untraced {off:.2f} s, mfotel {on:.2f} s: {on / off:.3f}x "
+            f"(paired {paired:.3f}x); CPU of every process: {on_cpu / off_cpu:.3f}x"
+        )
+        print(
+            f"  the agent (following Metaflow's capture files): {agent:.2f} s CPU, "
+            f"{2 * lines / agent:,.0f} lines/s per core, peak RSS "
+            f"{statistics.median(agent_rss) / 1024:.0f} MB"
+        )
+        print(f"  the last line, after the attempt ended: {statistics.median(after):.2f} s")
     finally:
         receiver.terminate()
         moto.process.stop()

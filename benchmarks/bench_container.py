@@ -62,6 +62,33 @@ def _env(template: dict[str, Any], changes: dict[str, str | None]) -> dict[str, 
     return template
 
 
+def compile_probe(
+    user: Path, stock: Path, work: Path, moto: Any, endpoint: str, extra: dict[str, str]
+) -> dict[str, Any]:
+    """RemoteProbeFlow compiled for Argo Workflows with tracing on (S3 in moto, a bucket named
+    bench), sending to ``endpoint``: the WorkflowTemplate."""
+    with KubernetesApi(stock, work, {}) as api:
+        compiled = compile_flow(
+            user,
+            FLOW,
+            work / "laptop",
+            ["argo-workflows", "create", "--only-json"],
+            {
+                **moto.env,
+                "KUBECONFIG": str(api.kubeconfig(work / "kubeconfig")),
+                "METAFLOW_DEFAULT_DATASTORE": "s3",
+                "METAFLOW_DATASTORE_SYSROOT_S3": "s3://bench/metaflow",
+                "METAFLOW_KUBERNETES_NAMESPACE": "default",
+                "MF_TRACING": "otlp",
+                "MFOTEL_REMOTE_ENDPOINT": endpoint,
+                **extra,
+            },
+        )
+    assert compiled.returncode == 0, compiled.stderr
+    template: dict[str, Any] = json.loads(compiled.stdout[compiled.stdout.index("{") :])
+    return template
+
+
 def _number(pattern: str, text: str) -> float | None:
     match = re.search(pattern, text)
     return float(match.group(1)) if match else None
@@ -86,25 +113,10 @@ def _run(rounds: int, work: Path, moto: Any) -> None:
     user = user_python(get_version(public=True), build_wheel(work / "wheel"))
     stock = stock_python("3.11")
     platform = {k: v for k, v in moto.env.items() if k.startswith("AWS_")}
-    with OTLPReceiver(grpc=False, http=True) as rx, KubernetesApi(stock, work, {}) as api:
-        compiled = compile_flow(
-            user,
-            FLOW,
-            work / "laptop",
-            ["argo-workflows", "create", "--only-json"],
-            {
-                **moto.env,
-                "KUBECONFIG": str(api.kubeconfig(work / "kubeconfig")),
-                "METAFLOW_DEFAULT_DATASTORE": "s3",
-                "METAFLOW_DATASTORE_SYSROOT_S3": "s3://bench/metaflow",
-                "METAFLOW_KUBERNETES_NAMESPACE": "default",
-                "MF_TRACING": "otlp",
-                "MFOTEL_REMOTE_ENDPOINT": rx.http_endpoint,
-                "MFOTEL_DEBUG": "true",
-            },
+    with OTLPReceiver(grpc=False, http=True) as rx:
+        template = compile_probe(
+            user, stock, work, moto, rx.http_endpoint, {"MFOTEL_DEBUG": "true"}
         )
-        assert compiled.returncode == 0, compiled.stderr
-        template = json.loads(compiled.stdout[compiled.stdout.index("{") :])
         modes = {"off": _env(template, {"MF_TRACING": None}), "mfotel": template}
         wall: dict[str, list[float]] = {m: [] for m in modes}
         cpu: dict[str, list[float]] = {m: [] for m in modes}
