@@ -101,22 +101,6 @@ class _Scope:
         body["ctx"] = self.ctx
         self.client.send(body)
 
-    def span_end(
-        self,
-        name: str,
-        context: SpanContext,
-        parent_span_id: bytes,
-        start_ns: int,
-        exc: BaseException | None,
-        kind: int = SPAN_KIND_INTERNAL,
-        attrs: Mapping[str, Any] | None = None,
-        links: list[dict[str, str]] | None = None,
-        tee: bool | None = None,
-    ) -> None:
-        self.client.send(
-            self.end_message(name, context, parent_span_id, start_ns, exc, kind, attrs, links, tee)
-        )
-
     def end_message(
         self,
         name: str,
@@ -129,7 +113,8 @@ class _Scope:
         links: list[dict[str, str]] | None = None,
         tee: bool | None = None,
     ) -> dict[str, Any]:
-        """The ``end`` message of a span, ending now (sent later by whoever holds it)."""
+        """The ``end`` message of a span, ending now, for ``client.send`` (now, or later by
+        whoever holds it)."""
         body: dict[str, Any] = {
             "t": "end",
             "ctx": self.ctx,
@@ -276,15 +261,17 @@ class _Run:
                     "metaflow.run.id": self.origin_run_id,
                 }
             )
-        scope.span_end(
-            f"RUN {self.flow_name}",
-            scope.context,
-            self.parent.span_id if self.parent else b"",
-            self.start_ns,
-            exc,
-            kind=SPAN_KIND_SERVER,
-            attrs={"cicd.pipeline.result": result, "metaflow.command": self.command[4:]},
-            links=links,
+        scope.client.send(
+            scope.end_message(
+                f"RUN {self.flow_name}",
+                scope.context,
+                self.parent.span_id if self.parent else b"",
+                self.start_ns,
+                exc,
+                kind=SPAN_KIND_SERVER,
+                attrs={"cicd.pipeline.result": result, "metaflow.command": self.command[4:]},
+                links=links,
+            )
         )
         scope.send("run_end", {})
         self.client.close(timeout_s=1.0)
@@ -435,14 +422,16 @@ class _Task:
 
     def finish(self, exc: BaseException | None) -> None:
         result = "failure" if _failed(exc) else "success"
-        self.scope.span_end(
-            self.name,
-            self.context,
-            self.parent_span_id,
-            self.start_ns,
-            exc,
-            attrs={"cicd.pipeline.task.run.result": result},
-            tee=self.captured,
+        self.scope.client.send(
+            self.scope.end_message(
+                self.name,
+                self.context,
+                self.parent_span_id,
+                self.start_ns,
+                exc,
+                attrs={"cicd.pipeline.task.run.result": result},
+                tee=self.captured,
+            )
         )
         if self.agent is None:
             self.scope.client.close(timeout_s=1.0)
@@ -533,7 +522,10 @@ class _Task:
             raise
         finally:
             self.current = parent
-            self.scope.span_end(name, context, parent.span_id, start_ns, error, attrs=attrs)
+            end = self.scope.end_message(
+                name, context, parent.span_id, start_ns, error, attrs=attrs
+            )
+            self.scope.client.send(end)
 
 
 _TIME = re.compile(
