@@ -165,12 +165,6 @@ class LogBlock:
     # by index: (body, severity number, severity text); see mfotel.logs._records.shape.
     special: dict[int, tuple[AttrValue, int, str]] = field(default_factory=dict)
 
-    def uid(self, index: int) -> str:
-        uids = self.uids
-        if isinstance(uids, tuple):
-            return f"{uids[0]}{uids[1] + index:012x}"
-        return uids[index]
-
 
 @dataclass
 class ResourceLogs:

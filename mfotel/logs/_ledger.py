@@ -20,13 +20,14 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mfotel.logs._mflog import sequential_id, split_sequential
+
 if TYPE_CHECKING:  # the runtime imports this module; it needs no dataclasses
     from mfotel._internal.model import ResourceLogs
 
 # (task pathspec, attempt, line id, count): ``count`` lines from that id on, whose ids are a
 # stream's prefix and consecutive sequence numbers (see mfotel.logs._lines), or 1.
 Entry = tuple[str, int, str, int]
-SEQ_DIGITS = 12  # a sequential id: 24 characters of prefix, 12 hex digits of sequence number
 
 
 class LineIds:
@@ -42,23 +43,20 @@ class LineIds:
     def __contains__(self, uid: object) -> bool:
         if uid in self.ids:
             return True
-        if not self.ranges or not isinstance(uid, str) or len(uid) <= SEQ_DIGITS:
+        if not self.ranges or not isinstance(uid, str):
             return False
-        spans = self.ranges.get(uid[:-SEQ_DIGITS])
-        if spans is None:
+        split = split_sequential(uid)
+        spans = self.ranges.get(split[0]) if split is not None else None
+        if split is None or spans is None:
             return False
-        try:
-            seq = int(uid[-SEQ_DIGITS:], 16)
-        except ValueError:
-            return False
-        return any(start <= seq < end for start, end in spans)
+        return any(start <= split[1] < end for start, end in spans)
 
     def __iter__(self) -> Iterator[str]:
         yield from self.ids
         for prefix, spans in self.ranges.items():
             for start, end in spans:
                 for seq in range(start, end):
-                    yield f"{prefix}{seq:0{SEQ_DIGITS}x}"
+                    yield sequential_id(prefix, seq)
 
     def __bool__(self) -> bool:
         return bool(self.ids or self.ranges)
@@ -117,13 +115,10 @@ class LineIds:
 
     def add_entry(self, uid: str, count: int) -> None:
         """An entry of the ledger: one id, or ``count`` sequential ids from ``uid`` on."""
-        if count > 1 and len(uid) > SEQ_DIGITS:
-            try:
-                first = int(uid[-SEQ_DIGITS:], 16)
-            except ValueError:
-                return
-            self.add_range(uid[:-SEQ_DIGITS], first, count)
-        else:
+        split = split_sequential(uid) if count > 1 else None
+        if split is not None:
+            self.add_range(split[0], split[1], count)
+        elif count == 1:
             self.ids.add(uid)
 
 
@@ -180,25 +175,29 @@ def entries_of(batches: Iterable[ResourceLogs]) -> list[Entry]:
             pathspec, number = block.attempt
             if isinstance(block.uids, tuple):
                 if block.texts:
-                    out.append((pathspec, number, block.uid(0), len(block.texts)))
+                    first = sequential_id(*block.uids)
+                    out.append((pathspec, number, first, len(block.texts)))
             else:
                 out.extend((pathspec, number, uid, 1) for uid in block.uids)
     return out
 
 
-def entries_in_file(pathspec: str, attempt: int, data: bytes) -> list[Entry]:
-    """A ledger file's lines as entries of that attempt."""
-    out: list[Entry] = []
+def _ledger_lines(data: bytes) -> Iterator[tuple[str, int]]:
+    """(id, count) of each line of a ledger file: an id, or ``<first id>+<count>``."""
     for raw in data.split(b"\n"):
         line = raw.decode("utf-8", "replace")
         if not line:
             continue
         uid, plus, count = line.rpartition("+")
         if plus and count.isdigit():
-            out.append((pathspec, attempt, uid, int(count)))
+            yield uid, int(count)
         else:
-            out.append((pathspec, attempt, line, 1))
-    return out
+            yield line, 1
+
+
+def entries_in_file(pathspec: str, attempt: int, data: bytes) -> list[Entry]:
+    """A ledger file's lines as entries of that attempt."""
+    return [(pathspec, attempt, uid, count) for uid, count in _ledger_lines(data)]
 
 
 def _compact(items: list[tuple[str, int]]) -> list[str]:
@@ -206,12 +205,7 @@ def _compact(items: list[tuple[str, int]]) -> list[str]:
     lines: list[str] = []
     run_prefix, run_first, run_end, run_uid = "", -1, -1, ""
     for uid, count in items:
-        prefix, seq = uid[:-SEQ_DIGITS], -1
-        if len(uid) > SEQ_DIGITS:
-            try:
-                seq = int(uid[-SEQ_DIGITS:], 16)
-            except ValueError:
-                seq = -1
+        prefix, seq = split_sequential(uid) or ("", -1)
         if seq >= 0 and prefix == run_prefix and seq == run_end:
             run_end += count
             continue
@@ -254,15 +248,8 @@ def record(folder: str, entries: Iterable[Entry]) -> None:
 def parse_ids(data: bytes, into: LineIds | None = None) -> LineIds:
     """A ledger file's ids: one a line, or ``<first id>+<count>`` for sequential ones."""
     ids = LineIds() if into is None else into
-    for raw in data.split(b"\n"):
-        if not raw:
-            continue
-        line = raw.decode("utf-8", "replace")
-        uid, plus, count = line.rpartition("+")
-        if plus and count.isdigit():
-            ids.add_entry(uid, int(count))
-        else:
-            ids.ids.add(line)
+    for uid, count in _ledger_lines(data):
+        ids.add_entry(uid, count)
     return ids
 
 

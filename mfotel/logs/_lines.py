@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from _json import encode_basestring  # json's C encoder, without json's import of re
 
-from mfotel.logs._mflog import PERSIST_PREFIX, format_timestamp, now_us_ns, stream_id_prefix
+from mfotel.logs._mflog import (
+    PERSIST_PREFIX,
+    format_timestamp,
+    now_us_ns,
+    sequential_id,
+    stream_id_prefix,
+)
 
 MAX_PARTIAL = 1024 * 1024  # a "line" this long without a newline is emitted as it is
 
@@ -63,6 +69,7 @@ class Stream:
         self.seq = first + len(lines)
         head = PERSIST_PREFIX + format_timestamp(time_ns) + self.head
         self.pending += b"".join(
+            # sequential_id's format, in bytes: this runs for every line
             [b"%s%012x]%s\n" % (head, seq, line) for seq, line in enumerate(lines, first)]
         )
         text = b"\n".join(lines)
@@ -77,7 +84,7 @@ def expand(message: dict) -> list[tuple[str, int, str, str]]:  # type: ignore[ty
     them one by one; the agent takes the chunk whole)."""
     prefix, first, time_ns, stream = message["p"], message["i"], message["ts"], message["s"]
     return [
-        (f"{prefix}{first + n:012x}", time_ns, stream, text)
+        (sequential_id(prefix, first + n), time_ns, stream, text)
         for n, text in enumerate(message["x"].split("\n"))
     ]
 

@@ -48,6 +48,26 @@ def stream_id_prefix() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
 
 
+SEQ_DIGITS = 12  # a minted id: the stream's 24-character prefix, then this many hex digits
+
+
+def sequential_id(prefix: str, seq: int) -> str:
+    """Line ``seq`` of the stream whose ids start with ``prefix`` (the carriers and the agent
+    write the same with bytes formatting, on their hot paths)."""
+    return f"{prefix}{seq:012x}"
+
+
+def split_sequential(uid: str) -> tuple[str, int] | None:
+    """(prefix, sequence number) of an id shaped like a minted one, else None. (Any UUID has
+    that shape; only ids recorded as a range are ever looked up as one.)"""
+    if len(uid) <= SEQ_DIGITS:
+        return None
+    try:
+        return uid[:-SEQ_DIGITS], int(uid[-SEQ_DIGITS:], 16)
+    except ValueError:
+        return None
+
+
 def uuid_text(h: str) -> str:
     """32 hex digits in the 8-4-4-4-12 form of a UUID."""
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"

@@ -566,6 +566,7 @@ def _put_block(out: bytearray, block: LogBlock) -> None:
     ids: Sequence[bytes]
     if isinstance(uids, tuple):
         prefix = uids[0].encode("ascii")
+        # mfotel.logs._mflog.sequential_id's format, in bytes (a log carrier's stream)
         ids = [b"%b%012x" % (prefix, seq) for seq in range(uids[1], uids[1] + len(texts))]
     else:
         ids = [uid.encode("utf-8", "replace") for uid in uids]
