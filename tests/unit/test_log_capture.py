@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,26 @@ def agent(tmp_path: Path) -> FakeAgent:
     return FakeAgent(str(tmp_path / "agent.sock"))
 
 
+def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """True once ``predicate()`` holds, False after ``timeout`` s (for states of other
+    processes, which nothing here can signal)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _start_relay(tmp_path: Path) -> tuple[str, int]:
+    """The run's relay for a test, listening: (its socket, its pid)."""
+    listen = str(tmp_path / "relay.sock")
+    pid = _relay.start(listen, str(tmp_path / "agent.sock"), str(tmp_path))
+    assert pid is not None
+    assert _until(lambda: os.path.exists(listen)), "the relay never listened"
+    return listen, pid
+
+
 def _run_task(tmp_path: Path, relay: str, how: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-c", TASK, str(tmp_path / "agent.sock"), str(tmp_path), relay, how],
@@ -108,12 +130,7 @@ def test_a_tasks_own_tee_captures_every_line(tmp_path: Path, agent: FakeAgent) -
 
 def test_the_runs_relay_captures_every_line(tmp_path: Path, agent: FakeAgent) -> None:
     """Through the run's relay the same lines reach Metaflow and the agent under the same ids."""
-    listen = str(tmp_path / "relay.sock")
-    assert _relay.start(listen, str(tmp_path / "agent.sock"), str(tmp_path)) is not None
-    for _ in range(200):
-        if os.path.exists(listen):
-            break
-        threading.Event().wait(0.01)
+    listen, _ = _start_relay(tmp_path)
     result = _run_task(tmp_path, relay=listen, how="exit")
     assert result.returncode == 0
     _check(result, agent, "relay")
@@ -129,14 +146,7 @@ def test_a_dead_relay_falls_back_to_the_tasks_own_tee(tmp_path: Path, agent: Fak
 @pytest.mark.parametrize("relay", [False, True])
 def test_a_killed_task_loses_no_line(tmp_path: Path, agent: FakeAgent, relay: bool) -> None:
     """A task killed by SIGKILL right after writing still has every line delivered."""
-    listen = ""
-    if relay:
-        listen = str(tmp_path / "relay.sock")
-        _relay.start(listen, str(tmp_path / "agent.sock"), str(tmp_path))
-        for _ in range(200):
-            if os.path.exists(listen):
-                break
-            threading.Event().wait(0.01)
+    listen = _start_relay(tmp_path)[0] if relay else ""
     result = _run_task(tmp_path, relay=listen, how="kill")
     assert result.returncode == -9
     _check(result, agent, "relay" if relay else "tee")
@@ -159,13 +169,7 @@ def test_the_relay_holds_back_a_task_the_runtime_does_not_keep_up_with(
     """A task printing faster than Metaflow's runtime reads waits in its own writes, as it
     would without mfotel: the relay stops reading it (its memory stays bounded) until the
     runtime has taken the backlog, and then every line arrives, at both ends."""
-    listen = str(tmp_path / "relay.sock")
-    relay_pid = _relay.start(listen, str(tmp_path / "agent.sock"), str(tmp_path))
-    assert relay_pid is not None
-    for _ in range(200):
-        if os.path.exists(listen):
-            break
-        threading.Event().wait(0.01)
+    listen, relay_pid = _start_relay(tmp_path)
     written = tmp_path / "written"
     task = subprocess.Popen(
         [sys.executable, "-c", BURST, str(tmp_path / "agent.sock"), str(tmp_path), listen, written],
@@ -173,7 +177,11 @@ def test_the_relay_holds_back_a_task_the_runtime_does_not_keep_up_with(
         stderr=subprocess.DEVNULL,
     )
     assert task.stdout is not None
-    threading.Event().wait(1.5)  # the runtime reads nothing meanwhile
+    # The runtime reads nothing: the relay fills the runtime's pipe, and then a relay that did
+    # not hold back would take the rest of the 8 MB within a fraction of a second.
+    runtime = task.stdout.fileno()
+    assert _until(lambda: _unread(runtime) >= 32_768), "the relay never wrote to the runtime"
+    threading.Event().wait(1.0)
     assert not written.exists(), "the task should wait for the runtime, not the relay buffer"
     status = Path(f"/proc/{relay_pid}/status").read_text()
     rss_kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
@@ -185,3 +193,12 @@ def test_the_relay_holds_back_a_task_the_runtime_does_not_keep_up_with(
     assert agent.wait_closed(20)
     sent = [uid for m in agent.messages if m["t"] == "lines" for uid, *_ in expand(m)]
     assert sent == runtime_ids
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in the pipe behind ``fd``."""
+    import fcntl
+    import struct
+    import termios
+
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
