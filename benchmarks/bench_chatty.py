@@ -57,7 +57,6 @@ class Watcher:
         self.roles: dict[int, str] = {}
         self.cpu: dict[int, float] = {}
         self.rss_kb: dict[int, int] = {}
-        self._tick = os.sysconf("SC_CLK_TCK")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -93,11 +92,10 @@ class Watcher:
                             break
             for pid in list(self.roles):
                 try:
-                    stat = Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()
+                    self.cpu[pid] = _proc_cpu(pid)
                     status = Path("/proc", str(pid), "status").read_text()
                 except OSError:
                     continue
-                self.cpu[pid] = (int(stat[11]) + int(stat[12])) / self._tick
                 for line in status.splitlines():
                     if line.startswith("VmHWM:"):
                         self.rss_kb[pid] = int(line.split()[1])
